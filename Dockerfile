@@ -1,0 +1,22 @@
+# A CUDA *devel* image, so the custom ops can JIT-compile inside the container.
+# Tested code base: torch 2.14.1; override with --build-arg BASE_IMAGE=... for another release.
+ARG BASE_IMAGE=pytorch/pytorch:2.9.1-cuda13.0-cudnn9-devel
+FROM ${BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    CUDA_HOME=/usr/local/cuda
+
+# ffmpeg for videos; build tools for the JIT-compiled ops. Versions follow the base image's
+# distribution, which is pinned by BASE_IMAGE.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg build-essential \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt
+
+# Run as any user (docker run --user $(id -u):$(id -g) -e HOME=/scratch): the caches follow
+# $HOME unless TORCH_EXTENSIONS_DIR / DNNLIB_CACHE_DIR are set, and /scratch is writable.
+WORKDIR /scratch

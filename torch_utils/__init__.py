@@ -1,0 +1,1 @@
+# Utilities shared by the networks, the training loop and the metrics.
