@@ -261,9 +261,12 @@ def _download(url, num_attempts, verbose, timeout=60):
             last_error = e
             if verbose:
                 print(' failed', file=sys.stderr)
-            # Client errors (404, 403, ...) will not improve by retrying.
+            # Client errors (404, 403, ...) will not improve by retrying, and a refused or
+            # unresolvable connection (typically: offline) rarely does.
             status = getattr(getattr(e, 'response', None), 'status_code', None)
             if status is not None and 400 <= status < 500:
+                break
+            if isinstance(e, requests.ConnectionError) and attempt + 1 >= min(num_attempts, 3):
                 break
             if attempt + 1 < num_attempts:
                 time.sleep(min(2 ** attempt * 0.1, 5.0))

@@ -1,0 +1,193 @@
+"""Calculate quality metrics for a network pickle, e.g.
+
+    python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=training-runs/00000-.../network-snapshot-000400.pkl
+    python calc_metrics.py --metrics=eqt50k_int,eqr50k --network=https://.../stylegan3-r-ffhq-1024x1024.pkl --data=~/datasets/ffhq.zip
+"""
+
+import copy
+import json
+import os
+import sys
+import tempfile
+
+import click
+import torch
+
+import dnnlib
+import legacy
+from metrics import metric_main
+from metrics import metric_utils
+from torch_utils import training_stats
+
+# ----------------------------------------------------------------------------
+
+
+def subprocess_fn(rank, args, temp_dir):
+    # Process group: NCCL across GPUs, gloo across CPU processes.
+    if args.num_gpus > 1:
+        init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+        backend = 'nccl' if args.use_cuda and os.name != 'nt' else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=f'file://{init_file}', rank=rank, world_size=args.num_gpus)
+    device = torch.device('cuda', rank) if args.use_cuda else torch.device('cpu')
+    if args.use_cuda:
+        torch.cuda.set_device(device)
+    training_stats.init_multiprocessing(rank=rank, sync_device=device if args.num_gpus > 1 else None)
+    for default_url, override in args.detector_overrides.items():
+        metric_utils.set_detector_override(default_url, override)
+
+    G = copy.deepcopy(args.G).eval().requires_grad_(False).to(device)
+    if rank == 0 and args.verbose:
+        print(f'Calculating {", ".join(args.metrics)} for {args.network_pkl} on {args.num_gpus} '
+              f'{"GPU" if args.use_cuda else "CPU process"}{"es" if args.num_gpus > 1 and not args.use_cuda else "s" if args.num_gpus > 1 else ""}...')
+
+    for metric in args.metrics:
+        progress = metric_utils.ProgressMonitor(verbose=(args.verbose and rank == 0))
+        result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
+                                         rank=rank, device=device, progress=progress, data_loader_kwargs=args.data_loader_kwargs)
+        if rank == 0:
+            metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
+
+    if args.num_gpus > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def _spawn_target(rank, args, temp_dir):
+    try:
+        subprocess_fn(rank, args, temp_dir)
+    except metric_utils.MetricError as e:
+        print(f'Error: {e}', file=sys.stderr)
+        sys.exit(1)
+
+# ----------------------------------------------------------------------------
+
+
+def parse_comma_list(s):
+    return [x for x in s.split(',') if x] if isinstance(s, str) else list(s)
+
+
+def dataset_kwargs_for(network_pkl, network_dict, data):
+    """Dataset options: --data if given, else the training run's options, else the pickle's."""
+    if data is not None:
+        return dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
+    if os.path.isfile(network_pkl):
+        options_file = os.path.join(os.path.dirname(os.path.abspath(network_pkl)), 'training_options.json')
+        if os.path.isfile(options_file):
+            with open(options_file) as f:
+                options = json.load(f)
+            if options.get('training_set_kwargs'):
+                return dnnlib.EasyDict(options['training_set_kwargs'])
+    if network_dict.get('training_set_kwargs') is not None:
+        return dnnlib.EasyDict(network_dict['training_set_kwargs'])
+    return None
+
+
+@click.command()
+@click.pass_context
+@click.option('network_pkl', '--network', help='Network pickle filename or URL', metavar='PATH', required=True)
+@click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_list, default='fid50k_full', show_default=True)
+@click.option('--data', help='Dataset to evaluate against  [default: look up]', metavar='[ZIP|DIR]')
+@click.option('--mirror', help='Enable dataset x-flips  [default: look up]', type=bool, metavar='BOOL')
+@click.option('--gpus', help='Number of GPUs (or CPU processes without a GPU) to use', type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--verbose', help='Print optional information', type=bool, default=True, metavar='BOOL', show_default=True)
+@click.option('--inception', help='Inception-v3 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
+@click.option('--vgg16', help='VGG16 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
+@click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers):
+    """Calculate quality metrics for previous training run or pretrained network pickle.
+
+    \b
+    Recommended metrics:
+      fid50k_full  Frechet inception distance against the full dataset.
+      kid50k_full  Kernel inception distance against the full dataset.
+      pr50k3_full  Precision and recall againt the full dataset.
+      ppl2_wend    Perceptual path length in W, endpoints, full image.
+      eqt50k_int   Equivariance w.r.t. integer translation (EQ-T).
+      eqt50k_frac  Equivariance w.r.t. fractional translation (EQ-T_frac).
+      eqr50k       Equivariance w.r.t. rotation (EQ-R).
+
+    \b
+    Legacy metrics:
+      fid50k       Frechet inception distance against 50k real images.
+      kid50k       Kernel inception distance against 50k real images.
+      pr50k3       Precision and recall against 50k real images.
+      is50k        Inception score for CIFAR-10.
+
+    Sized variants such as fid5k_full, kid1k_full, pr5k3_full, is1k, eqt1k_int or eqr200 use
+    the given number of generated images instead of 50k (quick checks; not comparable with papers).
+    """
+    if metrics == ['none']:
+        metrics = []
+    bad = [m for m in metrics if not metric_main.is_valid_metric(m)]
+    if bad:
+        ctx.fail(f'--metrics: unknown metric {bad[0]!r}; valid metrics: {", ".join(metric_main.list_valid_metrics())}')
+    if not metrics:
+        return
+
+    args = dnnlib.EasyDict(metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose)
+    args.use_cuda = torch.cuda.is_available()
+    if args.use_cuda and gpus > torch.cuda.device_count():
+        ctx.fail(f'--gpus={gpus}, but only {torch.cuda.device_count()} GPUs are present')
+    args.detector_overrides = {}
+    if inception:
+        args.detector_overrides[metric_utils.INCEPTION_URL] = inception
+    if vgg16:
+        args.detector_overrides[metric_utils.VGG16_URL] = vgg16
+    args.data_loader_kwargs = dict(pin_memory=args.use_cuda, num_workers=workers)
+    if workers > 0:
+        args.data_loader_kwargs['prefetch_factor'] = 2
+
+    # Load the network.
+    if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
+        raise click.ClickException(f'--network: no such file: {network_pkl}')
+    if verbose:
+        print(f'Loading network from "{network_pkl}"...')
+    try:
+        with dnnlib.util.open_url(network_pkl, verbose=verbose) as f:
+            network_dict = legacy.load_network_pkl(f)
+    except (legacy.NetworkPickleError, dnnlib.util.DownloadError, OSError) as e:
+        raise click.ClickException(f'--network: {e}')
+    args.G = network_dict['G_ema']
+    if args.G is None:
+        raise click.ClickException(f'--network: {network_pkl} holds no G_ema generator')
+
+    # Dataset options.
+    args.dataset_kwargs = dataset_kwargs_for(network_pkl, network_dict, data)
+    if args.dataset_kwargs is None:
+        raise click.ClickException('--data is required: the network is not inside a training run directory and its '
+                                   'pickle records no dataset')
+    args.dataset_kwargs.resolution = args.G.img_resolution
+    args.dataset_kwargs.use_labels = (args.G.c_dim != 0)
+    if mirror is not None:
+        args.dataset_kwargs.xflip = mirror
+    path = os.path.expanduser(args.dataset_kwargs.get('path', ''))
+    args.dataset_kwargs.path = path
+    if not os.path.exists(path):
+        raise click.ClickException(f'--data: no such dataset: {path}')
+    try:
+        dnnlib.util.construct_class_by_name(**args.dataset_kwargs)
+    except OSError as e:  # training.dataset.DatasetError names the offending file.
+        raise click.ClickException(f'--data: {e}')
+
+    # Where the results go: beside a local pickle.
+    args.run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None
+    if verbose:
+        print('Dataset options:')
+        print(json.dumps(args.dataset_kwargs, indent=2))
+
+    # Run, in one process or several.
+    with tempfile.TemporaryDirectory() as temp_dir:
+        if args.num_gpus == 1:
+            try:
+                subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
+            except metric_utils.MetricError as e:
+                raise click.ClickException(str(e))
+        else:
+            try:
+                torch.multiprocessing.spawn(fn=_spawn_target, args=(args, temp_dir), nprocs=args.num_gpus)
+            except torch.multiprocessing.ProcessExitedException:
+                raise click.ClickException('a metric process failed (its message is above)')
+
+
+if __name__ == '__main__':
+    calc_metrics()

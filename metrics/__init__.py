@@ -1,0 +1,1 @@
+# Quality metrics for generators: FID, KID, precision/recall, IS, PPL and equivariance.

@@ -1,0 +1,391 @@
+"""Shared machinery of the metrics: feature detectors, feature statistics, and their caching.
+
+Work is split over processes when torch.distributed is initialised (`num_gpus` > 1): each rank
+handles every `num_gpus`-th item and the features are gathered back into one canonical order, so
+the result does not depend on the number of processes.
+"""
+
+import copy
+import hashlib
+import io
+import os
+import pickle
+import sys
+import time
+import uuid
+import warnings
+
+import numpy as np
+import torch
+
+import dnnlib
+
+# ----------------------------------------------------------------------------
+# Feature detectors.
+
+# The published detectors (facts from the StyleGAN3 release): Inception-v3 ported from TF
+# ('inception-2015-12-05') and the VGG16 used for LPIPS and precision/recall.
+INCEPTION_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics/inception-2015-12-05.pkl'
+VGG16_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/metrics/vgg16.pkl'
+
+# Environment variables that point a detector at a local copy (or another URL).
+DETECTOR_ENV = {INCEPTION_URL: 'STYLEGAN_INCEPTION_PKL', VGG16_URL: 'STYLEGAN_VGG16_PKL'}
+DETECTOR_NAMES = {INCEPTION_URL: 'Inception-v3', VGG16_URL: 'VGG16'}
+_detector_overrides = dict()     # Default URL -> path or URL, set by calc_metrics options.
+_detector_cache = dict()         # (resolved URL, device) -> loaded detector.
+
+
+class MetricError(RuntimeError):
+    """A metric cannot run as asked; the message is one line and says how to fix it."""
+
+
+def set_detector_override(default_url, path_or_url):
+    """Makes `get_feature_detector(default_url)` load `path_or_url` instead (e.g. a copied file)."""
+    assert default_url in DETECTOR_ENV
+    _detector_overrides[default_url] = path_or_url
+
+
+def resolve_detector_url(url):
+    """The location actually used for a detector: an explicit override, then the environment, then `url`."""
+    if url in _detector_overrides:
+        return _detector_overrides[url]
+    env = DETECTOR_ENV.get(url)
+    if env is not None and os.environ.get(env):
+        return os.environ[env]
+    return url
+
+
+def load_detector(f):
+    """Reads a detector from a binary file: a TorchScript archive or a pickled module."""
+    data = f.read()
+    if data[:2] == b'PK':  # TorchScript archives are zip files.
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # TorchScript is deprecated but is what the detectors are.
+            return torch.jit.load(io.BytesIO(data), map_location='cpu')
+    return pickle.loads(data)
+
+
+def get_feature_detector(url, device=torch.device('cpu'), num_gpus=1, rank=0, verbose=False):
+    """Loads (once per process and device) the detector named by `url`, honouring overrides."""
+    resolved = resolve_detector_url(url)
+    key = (resolved, device)
+    if key in _detector_cache:
+        return _detector_cache[key]
+
+    is_leader = (rank == 0)
+    if not is_leader and num_gpus > 1:
+        torch.distributed.barrier()  # Let rank 0 download to the cache first.
+    name = DETECTOR_NAMES.get(url, 'feature detector')
+    env = DETECTOR_ENV.get(url)
+    try:
+        with dnnlib.util.open_url(resolved, verbose=(verbose and is_leader)) as f:
+            detector = load_detector(f)
+    except (dnnlib.util.DownloadError, FileNotFoundError, ValueError) as e:
+        how = f' (or set {env} to a local copy)' if env else ''
+        raise MetricError(f'Cannot load the {name} detector: {e}{how}') from None
+    finally:
+        if is_leader and num_gpus > 1:
+            torch.distributed.barrier()
+    detector = detector.eval().to(device)
+    for param in detector.parameters():  # ScriptModules lack requires_grad_().
+        param.requires_grad_(False)
+    _detector_cache[key] = detector
+    return detector
+
+
+def detector_digest(url):
+    """Identifies a detector's weights for cache keys: the resolved location plus, for local files, their size and mtime."""
+    resolved = resolve_detector_url(url)
+    parts = [resolved]
+    path = resolved[len('file://'):] if resolved.startswith('file://') else resolved
+    if os.path.isfile(path):
+        st = os.stat(path)
+        parts += [st.st_size, st.st_mtime_ns]
+    return repr(parts)
+
+# ----------------------------------------------------------------------------
+# Options shared by all metrics.
+
+
+class MetricOptions:
+    """What a metric needs: the generator, the dataset, the process layout and progress reporting."""
+
+    def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None,
+                 progress=None, cache=True, seed=0, batch_size=64, data_loader_kwargs=None):
+        assert 0 <= rank < num_gpus
+        self.G = G
+        self.G_kwargs = dnnlib.EasyDict(G_kwargs)
+        self.dataset_kwargs = dnnlib.EasyDict(dataset_kwargs)
+        self.num_gpus = num_gpus
+        self.rank = rank
+        self.device = device if device is not None else (torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu'))
+        self.progress = progress.sub() if progress is not None else ProgressMonitor()
+        self.cache = cache
+        self.seed = seed
+        self.batch_size = batch_size
+        self.data_loader_kwargs = data_loader_kwargs if data_loader_kwargs is not None else dict(pin_memory=True, num_workers=3, prefetch_factor=2)
+
+# ----------------------------------------------------------------------------
+# Feature statistics.
+
+
+class FeatureStats:
+    """Accumulates feature vectors: all of them, and/or their running mean and covariance (float64)."""
+
+    def __init__(self, capture_all=False, capture_mean_cov=False, max_items=None):
+        self.capture_all = capture_all
+        self.capture_mean_cov = capture_mean_cov
+        self.max_items = max_items
+        self.num_items = 0
+        self.num_features = None
+        self.all_features = None
+        self.raw_mean = None
+        self.raw_cov = None
+
+    def set_num_features(self, num_features):
+        if self.num_features is not None:
+            assert num_features == self.num_features, 'feature size changed between batches'
+            return
+        self.num_features = num_features
+        self.all_features = []
+        self.raw_mean = np.zeros([num_features], dtype=np.float64)
+        self.raw_cov = np.zeros([num_features, num_features], dtype=np.float64)
+
+    def is_full(self):
+        return (self.max_items is not None) and (self.num_items >= self.max_items)
+
+    def append(self, x):
+        """Adds a [N, D] batch (numpy); items beyond `max_items` are dropped."""
+        x = np.asarray(x, dtype=np.float32)
+        assert x.ndim == 2
+        if self.max_items is not None:
+            if self.num_items + x.shape[0] > self.max_items:
+                if self.num_items >= self.max_items:
+                    return
+                x = x[:self.max_items - self.num_items]
+        self.set_num_features(x.shape[1])
+        self.num_items += x.shape[0]
+        if self.capture_all:
+            self.all_features.append(x)
+        if self.capture_mean_cov:
+            x64 = x.astype(np.float64)
+            self.raw_mean += x64.sum(axis=0)
+            self.raw_cov += x64.T @ x64
+
+    def append_torch(self, x, num_gpus=1, rank=0):
+        """Adds a [N, D] tensor computed on each process; gathers across processes, interleaved by rank."""
+        assert isinstance(x, torch.Tensor) and x.ndim == 2
+        assert 0 <= rank < num_gpus
+        if num_gpus > 1:
+            ys = []
+            for src in range(num_gpus):
+                y = x.clone()
+                torch.distributed.broadcast(y, src=src)
+                ys.append(y)
+            x = torch.stack(ys, dim=1).flatten(0, 1)  # Item i of rank r -> position i * num_gpus + r.
+        self.append(x.cpu().numpy())
+
+    def get_all(self):
+        assert self.capture_all
+        if len(self.all_features) == 0:
+            return np.zeros([0, self.num_features or 0], dtype=np.float32)
+        return np.concatenate(self.all_features, axis=0)
+
+    def get_all_torch(self):
+        return torch.from_numpy(self.get_all())
+
+    def get_mean_cov(self):
+        assert self.capture_mean_cov and self.num_items > 0
+        mean = self.raw_mean / self.num_items
+        cov = self.raw_cov / self.num_items
+        cov = cov - np.outer(mean, mean)
+        return mean, cov
+
+    def save(self, path):
+        """Writes atomically (temp file + rename), so a concurrent reader never sees a partial file."""
+        tmp = f'{path}.tmp.{uuid.uuid4().hex}'
+        with open(tmp, 'wb') as f:
+            pickle.dump(self.__dict__, f)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path):
+        with open(path, 'rb') as f:
+            state = dnnlib.EasyDict(pickle.load(f))
+        obj = FeatureStats(capture_all=state.capture_all, max_items=state.max_items)
+        obj.__dict__.update(state)
+        return obj
+
+# ----------------------------------------------------------------------------
+# Progress reporting.
+
+
+class ProgressMonitor:
+    """Reports progress of a (possibly nested) computation through an optional callback and/or tqdm."""
+
+    def __init__(self, tag=None, num_items=None, flush_interval=1000, verbose=False, progress_fn=None,
+                 pfn_lo=0, pfn_hi=1000, pfn_total=1000):
+        self.tag = tag
+        self.num_items = num_items
+        self.verbose = verbose
+        self.flush_interval = flush_interval
+        self.progress_fn = progress_fn
+        self.pfn_lo = pfn_lo
+        self.pfn_hi = pfn_hi
+        self.pfn_total = pfn_total
+        self.start_time = time.time()
+        self.batch_items = 0
+        self.bar = None
+        if self.verbose and self.tag is not None and self.num_items and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.num_items, desc=self.tag, unit='img', leave=False, dynamic_ncols=True)
+        if self.progress_fn is not None:
+            self.progress_fn(self.pfn_lo, self.pfn_total)
+
+    def update(self, cur_items):
+        assert (self.num_items is None) or (cur_items <= self.num_items)
+        if self.bar is not None:
+            self.bar.update(cur_items - self.bar.n)
+        if self.verbose and self.tag is not None and cur_items == self.num_items:
+            if self.bar is not None:
+                self.bar.close()
+            elapsed = time.time() - self.start_time
+            print(f'{self.tag:<19s} items {cur_items:<7d} time {dnnlib.util.format_time(elapsed):<12s} '
+                  f'ms/item {elapsed / max(cur_items, 1) * 1e3:.2f}', flush=True)
+        if self.progress_fn is not None and self.num_items:
+            self.progress_fn(self.pfn_lo + (self.pfn_hi - self.pfn_lo) * cur_items / self.num_items, self.pfn_total)
+
+    def sub(self, tag=None, num_items=None, flush_interval=1000, rel_lo=0, rel_hi=1):
+        return ProgressMonitor(
+            tag=tag, num_items=num_items, flush_interval=flush_interval, verbose=self.verbose,
+            progress_fn=self.progress_fn,
+            pfn_lo=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_lo,
+            pfn_hi=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_hi,
+            pfn_total=self.pfn_total)
+
+# ----------------------------------------------------------------------------
+# Deterministic sampling of latents and labels: item i always gets the same z and c,
+# however the items are split over processes and batches.
+
+
+def sample_latents(indices, z_dim, seed):
+    """[len(indices), z_dim] float32 normal latents; one RandomState per global item index."""
+    return np.stack([np.random.RandomState((seed * 1000003 + int(i)) % (2 ** 32)).randn(z_dim)
+                     for i in indices]).astype(np.float32)
+
+
+def sample_labels(indices, dataset, c_dim, seed):
+    """[len(indices), c_dim] labels of random dataset items (zeros for unconditional generators)."""
+    if c_dim == 0:
+        return np.zeros([len(indices), 0], dtype=np.float32)
+    picks = [np.random.RandomState((seed * 1000033 + int(i) + 7) % (2 ** 32)).randint(len(dataset)) for i in indices]
+    return np.stack([dataset.get_label(p) for p in picks]).astype(np.float32)
+
+
+def rank_items(num_items, num_gpus, rank, batch_size):
+    """Batches of global item indices handled by `rank`; every rank gets the same number of batches.
+
+    Rank r handles items r, r + num_gpus, ...; indices past the end wrap around and are later
+    dropped by FeatureStats.max_items, which keeps the canonical order after gathering.
+    """
+    per_rank = (num_items - 1) // num_gpus + 1
+    items = [(i * num_gpus + rank) for i in range(per_rank)]
+    return [items[i:i + batch_size] for i in range(0, per_rank, batch_size)]
+
+# ----------------------------------------------------------------------------
+# Dataset and generator statistics.
+
+
+def _dataset_identity(dataset_kwargs):
+    """Cache-key part describing the dataset's contents: its arguments plus the size and mtime of its path."""
+    parts = [sorted((k, repr(v)) for k, v in dataset_kwargs.items())]
+    path = dataset_kwargs.get('path')
+    if path is not None and os.path.exists(path):
+        st = os.stat(path)
+        parts += [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    return repr(parts)
+
+
+def make_images_uint8(img):
+    """Generator output in about [-1, 1] -> uint8 [N, 3, H, W] as the detectors expect."""
+    img = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    if img.shape[1] == 1:
+        img = img.repeat([1, 3, 1, 1])
+    return img
+
+
+def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1,
+                                      batch_size=None, data_loader_kwargs=None, max_items=None, **stats_kwargs):
+    """Feature statistics of the real images, cached on disk by everything that affects them."""
+    dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs)
+    batch_size = batch_size or opts.batch_size
+    data_loader_kwargs = dict(opts.data_loader_kwargs if data_loader_kwargs is None else data_loader_kwargs)
+    if data_loader_kwargs.get('num_workers', 0) == 0:
+        data_loader_kwargs.pop('prefetch_factor', None)
+
+    cache_file = None
+    if opts.cache:
+        key = repr([_dataset_identity(opts.dataset_kwargs), detector_digest(detector_url),
+                    sorted(detector_kwargs.items()), sorted(stats_kwargs.items()), max_items])
+        md5 = hashlib.md5(key.encode('utf-8')).hexdigest()
+        tag = f'{dataset.name}-{DETECTOR_NAMES.get(detector_url, "detector").lower()}-{md5}'
+        cache_file = dnnlib.make_cache_dir_path('gan-metrics', tag + '.pkl')
+
+        # Rank 0 decides whether the cache is usable; all ranks follow.
+        flag = os.path.isfile(cache_file) if opts.rank == 0 else False
+        if opts.num_gpus > 1:
+            flag_tensor = torch.as_tensor(flag, dtype=torch.float32, device=opts.device)
+            torch.distributed.broadcast(tensor=flag_tensor, src=0)
+            flag = float(flag_tensor.cpu()) != 0
+        if flag:
+            return FeatureStats.load(cache_file)
+
+    num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
+    stats = FeatureStats(max_items=num_items, **stats_kwargs)
+    progress = opts.progress.sub(tag='dataset features', num_items=num_items, rel_lo=rel_lo, rel_hi=rel_hi)
+    detector = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank,
+                                    verbose=progress.verbose)
+
+    item_subset = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
+    loader = torch.utils.data.DataLoader(dataset=dataset, sampler=item_subset, batch_size=batch_size, **data_loader_kwargs)
+    for images, _labels in loader:
+        if images.shape[1] == 1:
+            images = images.repeat([1, 3, 1, 1])
+        features = detector(images.to(opts.device), **detector_kwargs)
+        stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
+        progress.update(stats.num_items)
+
+    if cache_file is not None and opts.rank == 0:
+        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+        stats.save(cache_file)
+    return stats
+
+
+def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1,
+                                        batch_size=None, batch_gen=None, **stats_kwargs):
+    """Feature statistics of generated images; sample i uses the same latent whatever the process layout."""
+    batch_size = batch_size or opts.batch_size
+    if batch_gen is None:
+        batch_gen = min(batch_size, 4)
+    assert batch_size % batch_gen == 0
+
+    G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
+    dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs) if G.c_dim > 0 else None
+
+    stats = FeatureStats(**stats_kwargs)
+    assert stats.max_items is not None
+    progress = opts.progress.sub(tag='generator features', num_items=stats.max_items, rel_lo=rel_lo, rel_hi=rel_hi)
+    detector = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank,
+                                    verbose=progress.verbose)
+
+    for batch in rank_items(stats.max_items, opts.num_gpus, opts.rank, batch_size):
+        images = []
+        for i in range(0, len(batch), batch_gen):
+            indices = batch[i:i + batch_gen]
+            z = torch.from_numpy(sample_latents(indices, G.z_dim, opts.seed)).to(opts.device)
+            c = torch.from_numpy(sample_labels(indices, dataset, G.c_dim, opts.seed)).to(opts.device)
+            images.append(make_images_uint8(G(z=z, c=c, **opts.G_kwargs)))
+        features = detector(torch.cat(images), **detector_kwargs)
+        stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
+        progress.update(min(stats.num_items, stats.max_items))
+    return stats

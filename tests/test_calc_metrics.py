@@ -1,0 +1,187 @@
+"""End-to-end tests of calc_metrics.py with small stand-in detectors that keep the real call conventions."""
+
+import json
+import pickle
+import socket
+import textwrap
+import zipfile
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+import dnnlib
+from helpers import run_python
+
+INCEPTION_STANDIN = '''
+import torch
+
+class InceptionStandIn(torch.nn.Module):
+    """Inception-v3 call convention: uint8 NCHW in; pool features or class probabilities out."""
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer('proj', torch.randn(3 * 8 * 8, 48, generator=g))
+        self.register_buffer('cls', torch.randn(48, 1008, generator=g))
+
+    def forward(self, img: torch.Tensor, return_features: bool = False, no_output_bias: bool = False) -> torch.Tensor:
+        assert img.dtype == torch.uint8 and img.shape[1] == 3
+        x = torch.nn.functional.adaptive_avg_pool2d(img.to(torch.float32) / 255, [8, 8]).flatten(1)
+        features = torch.tanh(x @ self.proj)
+        if return_features:
+            return features
+        return torch.softmax(features @ self.cls, dim=1)
+'''
+
+VGG_STANDIN = '''
+import torch
+from torch_utils import persistence
+
+@persistence.persistent_class
+class VGGStandIn(torch.nn.Module):
+    """VGG16 call convention: float [0, 255] (LPIPS) or uint8 NCHW in; features or LPIPS features out."""
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.register_buffer('proj', torch.randn(3 * 8 * 8, 32, generator=g))
+
+    def forward(self, img, resize_images=True, return_lpips=False, return_features=False):
+        x = torch.nn.functional.adaptive_avg_pool2d(img.to(torch.float32) / 255, [8, 8]).flatten(1)
+        features = torch.tanh(x @ self.proj)
+        if return_lpips:
+            return features / features.norm(dim=1, keepdim=True)
+        return features
+'''
+
+
+@pytest.fixture(scope='module')
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp('metrics')
+    # Detectors: a TorchScript archive and a pickled persistent module.
+    (root / 'inception_standin_mod.py').write_text(INCEPTION_STANDIN)
+    (root / 'vgg_standin_mod.py').write_text(VGG_STANDIN)
+    r = run_python(['-c', textwrap.dedent(f'''
+        import sys, pickle, torch
+        sys.path.insert(0, {str(root)!r})
+        import inception_standin_mod, vgg_standin_mod
+        torch.jit.save(torch.jit.script(inception_standin_mod.InceptionStandIn()), {str(root / 'inception.pt')!r})
+        with open({str(root / 'vgg16.pkl')!r}, 'wb') as f:
+            pickle.dump(vgg_standin_mod.VGGStandIn(), f)
+    ''')])
+    assert r.returncode == 0, r.stderr
+
+    # Dataset: 24 random 16x16 images in a zip.
+    rnd = np.random.RandomState(0)
+    with zipfile.ZipFile(root / 'data.zip', 'w') as zf:
+        for i in range(24):
+            img = (rnd.rand(16, 16, 3) * 255).astype(np.uint8)
+            buf = __import__('io').BytesIO()
+            PIL.Image.fromarray(img).save(buf, format='png')
+            zf.writestr(f'00000/img{i:08d}.png', buf.getvalue())
+        zf.writestr('dataset.json', json.dumps({'labels': None}))
+
+    # Network pickle: a tiny StyleGAN2 generator.
+    from training.networks_stylegan2 import Generator
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+                  channel_base=64, channel_max=16).eval()
+    with open(root / 'net.pkl', 'wb') as f:
+        pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None), f)
+    return root
+
+
+def _calc(workspace, *args, env=None):
+    cmd = ['calc_metrics.py', f'--inception={workspace / "inception.pt"}', f'--vgg16={workspace / "vgg16.pkl"}',
+           '--workers=0'] + list(args)
+    return run_python(cmd, env=dict(env or {}, DNNLIB_CACHE_DIR=str(workspace / 'cache')))
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_metrics_end_to_end_with_cache_and_two_processes(workspace):
+    net, data = workspace / 'net.pkl', workspace / 'data.zip'
+    first = _calc(workspace, f'--network={net}', f'--data={data}', '--metrics=fid20_full,kid20_full,pr1k3_full,is40')
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count('dataset features') == 3  # FID, KID and PR each extract (two detectors)...
+    lines = {rec['metric']: rec for rec in map(json.loads, [l for l in first.stdout.splitlines() if l.startswith('{"results"')])}
+    fid = lines['fid20_full']['results']['fid20_full']
+    kid = lines['kid20_full']['results']['kid20_full']
+    pr = lines['pr1k3_full']['results']
+    assert np.isfinite(fid) and fid > 0 and np.isfinite(kid)
+    assert 0 <= pr['pr1k3_full_precision'] <= 1 and 0 <= pr['pr1k3_full_recall'] <= 1
+    assert lines['is40']['results']['is40_mean'] >= 1
+    for metric in ('fid20_full', 'kid20_full', 'pr1k3_full', 'is40'):
+        records = _jsonl(workspace / f'metric-{metric}.jsonl')
+        assert set(records[-1]) >= {'results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp'}
+        assert records[-1]['snapshot_pkl'] == 'net.pkl'
+
+    # Second run: dataset statistics come from the cache, the values are identical.
+    second = _calc(workspace, f'--network={net}', f'--data={data}', '--metrics=fid20_full')
+    assert second.returncode == 0, second.stderr
+    assert 'dataset features' not in second.stdout and 'generator features' in second.stdout
+    assert _jsonl(workspace / 'metric-fid20_full.jsonl')[-1]['results']['fid20_full'] == fid
+
+    # Two CPU processes give the same value as one.
+    two = _calc(workspace, f'--network={net}', f'--data={data}', '--metrics=fid20_full,kid20_full', '--gpus=2')
+    assert two.returncode == 0, two.stderr
+    records = _jsonl(workspace / 'metric-fid20_full.jsonl')[-1], _jsonl(workspace / 'metric-kid20_full.jsonl')[-1]
+    assert records[0]['num_gpus'] == 2
+    assert records[0]['results']['fid20_full'] == pytest.approx(fid, rel=1e-4)
+    assert records[1]['results']['kid20_full'] == pytest.approx(kid, rel=1e-3, abs=1e-6)
+
+
+def test_dataset_settings_come_from_the_training_run(workspace, tmp_path):
+    run_dir = tmp_path / '00000-run'
+    run_dir.mkdir()
+    (run_dir / 'network-snapshot-000000.pkl').write_bytes((workspace / 'net.pkl').read_bytes())
+    options = dict(training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path=str(workspace / 'data.zip'),
+                                            use_labels=False, max_size=24, xflip=True, resolution=16, random_seed=0))
+    (run_dir / 'training_options.json').write_text(json.dumps(options))
+    r = _calc(workspace, f'--network={run_dir / "network-snapshot-000000.pkl"}', '--metrics=fid20')
+    assert r.returncode == 0, r.stderr
+    assert '"xflip": true' in r.stdout
+    assert _jsonl(run_dir / 'metric-fid20.jsonl')[0]['snapshot_pkl'] == 'network-snapshot-000000.pkl'
+
+
+def test_clear_errors(workspace):
+    net = workspace / 'net.pkl'
+    r = _calc(workspace, f'--network={net}', '--metrics=fid20_full')
+    assert r.returncode != 0 and '--data is required' in r.stderr and 'Traceback' not in r.stderr
+    r = _calc(workspace, f'--network={net}', f'--data={workspace / "data.zip"}', '--metrics=fid51x')
+    assert r.returncode != 0 and 'unknown metric' in r.stderr and 'Traceback' not in r.stderr
+    r = _calc(workspace, f'--network={workspace / "missing.pkl"}', f'--data={workspace / "data.zip"}')
+    assert r.returncode != 0 and 'no such file' in r.stderr and 'Traceback' not in r.stderr
+
+    # A detector that cannot be fetched: one line naming the URL and where to put the file.
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]  # Nothing listens here once the socket closes.
+    url = f'http://127.0.0.1:{port}/inception-2015-12-05.pkl'
+    r = run_python(['calc_metrics.py', f'--network={net}', f'--data={workspace / "data.zip"}', '--metrics=fid20_full',
+                    f'--inception={url}', '--workers=0'], env=dict(DNNLIB_CACHE_DIR=str(workspace / 'cache2')))
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    error_lines = [l for l in r.stderr.splitlines() if l.startswith('Error:')]
+    assert len(error_lines) == 1
+    assert url in error_lines[0] and str(workspace / 'cache2') in error_lines[0]
+
+
+def test_ppl_and_equivariance_functions(workspace):
+    from metrics import equivariance, metric_utils, perceptual_path_length
+    metric_utils.set_detector_override(metric_utils.VGG16_URL, str(workspace / 'vgg16.pkl'))
+    try:
+        with open(workspace / 'net.pkl', 'rb') as f:
+            G = pickle.load(f)['G_ema']
+        opts = metric_utils.MetricOptions(G=G, device=torch.device('cpu'))
+        ppl = perceptual_path_length.compute_ppl(opts, num_samples=12, epsilon=1e-4, space='w', sampling='end',
+                                                 crop=False, batch_size=4)
+        assert np.isfinite(ppl) and ppl > 0
+        ppl_z = perceptual_path_length.compute_ppl(opts, num_samples=12, epsilon=1e-4, space='z', sampling='full',
+                                                   crop=True, batch_size=4)
+        assert np.isfinite(ppl_z) and ppl_z > 0
+        with pytest.raises(metric_utils.MetricError):  # StyleGAN2 has no input transform.
+            equivariance.compute_equivariance_metrics(opts, num_samples=4, batch_size=4, compute_eqt_int=True)
+    finally:
+        metric_utils._detector_overrides.clear()
