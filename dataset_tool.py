@@ -1,0 +1,643 @@
+"""Converts an image collection into a training dataset for training/dataset.py.
+
+The dataset is a zip archive (DEST ending in .zip) or a folder holding uncompressed PNGs in numbered
+subfolders ('00000/img00000000.png', 1000 per subfolder) and dataset.json with the labels:
+{"labels": [["00000/img00000000.png", 6], ...]} or {"labels": null}.
+
+Examples:
+
+\b
+python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=~/datasets/cifar10-32x32.zip
+python dataset_tool.py --source=~/downloads/mnist --dest=~/datasets/mnist-32x32.zip
+python dataset_tool.py --source=~/downloads/photos --dest=~/datasets/photos-256x256.zip \\
+    --transform=center-crop --resolution=256x256
+python dataset_tool.py --source=~/downloads/lsun/car_lmdb --dest=~/datasets/lsuncar-512x384.zip \\
+    --transform=center-crop-wide --resolution=512x384
+"""
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import gzip
+import io
+import json
+import os
+import pickle
+import shutil
+import sys
+import tarfile
+import tempfile
+import zipfile
+from typing import Any, Callable, Iterator
+
+import click
+import numpy as np
+import PIL.Image
+import tqdm
+
+# ----------------------------------------------------------------------------
+# Reading images. Separate from training/dataset.py so that the tool starts without importing torch.
+
+
+class CorruptImageError(Exception):
+    """An image whose bytes cannot be decoded; --skip-corrupt turns it into a warning."""
+
+    def __init__(self, name, reason):
+        super().__init__(f"cannot read image '{name}': {reason}")
+
+
+def _readable_image_extensions():
+    PIL.Image.init()
+    return frozenset(ext for ext, fmt in PIL.Image.registered_extensions().items() if fmt in PIL.Image.OPEN)
+
+
+IMAGE_EXTENSIONS = _readable_image_extensions()
+
+# Pixel formats converted to plain 8-bit grayscale or color; formats in neither table are refused.
+_CONVERTED_MODES = {'1': 'L', 'CMYK': 'RGB', 'YCbCr': 'RGB', 'LAB': 'RGB', 'HSV': 'RGB', 'PA': 'RGBA'}
+_KEPT_MODES = ('L', 'LA', 'RGB', 'RGBA')
+
+
+def is_image_fname(fname):
+    """Whether a path names an image file (by extension; hidden and macOS resource files are not)."""
+    parts = fname.replace('\\', '/').split('/')
+    if any(part.startswith('.') or part == '__MACOSX' for part in parts):
+        return False
+    return os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS
+
+
+def decode_image(data, name):
+    """Image file bytes -> uint8 array [H, W] or [H, W, C]."""
+    try:
+        image = PIL.Image.open(io.BytesIO(data))
+        image.load()
+    except PIL.UnidentifiedImageError:
+        raise CorruptImageError(name, 'not a recognised image format') from None
+    except Exception as err: # Malformed files make PIL raise almost anything.
+        message = str(err).strip()
+        raise CorruptImageError(name, message.splitlines()[0] if message else type(err).__name__) from None
+    if image.mode == 'P':
+        image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
+    elif image.mode in _CONVERTED_MODES:
+        image = image.convert(_CONVERTED_MODES[image.mode])
+    elif image.mode not in _KEPT_MODES:
+        raise click.ClickException(f"image '{name}' has pixel format '{image.mode}'; only 8-bit grayscale and "
+            f"RGB images are supported")
+    return np.asarray(image)
+
+# ----------------------------------------------------------------------------
+# Sources: each opener is a context manager that yields a Source.
+
+
+@dataclasses.dataclass
+class SourceImage:
+    name:  str                          # Where the image comes from, for messages.
+    read:  Callable[[], np.ndarray]     # Returns uint8 [H, W] or [H, W, C]; raises CorruptImageError.
+    label: Any = None                   # Class index, list of numbers, or None.
+
+
+@dataclasses.dataclass
+class Source:
+    num_images: int                     # Images in the source (before --max-images).
+    images:     Iterator[SourceImage]   # In a fixed order.
+    has_labels: bool                    # Whether every image has a label.
+
+
+def _check_source_labels(labels, fnames, json_name):
+    """Validates the labels of a source dataset.json; returns {fname: label} or None."""
+    if labels is None:
+        return None
+    if not isinstance(labels, list) or not all(isinstance(item, list) and len(item) == 2 and
+            isinstance(item[0], str) for item in labels):
+        raise click.ClickException(f"'{json_name}' must hold {{\"labels\": [[fname, label], ...]}} or "
+            f"{{\"labels\": null}}")
+    labels = {fname.replace('\\', '/'): label for fname, label in labels}
+
+    def kind(label):
+        if isinstance(label, int) and not isinstance(label, bool) and label >= 0:
+            return 'class index'
+        if isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in label):
+            return f'vector of length {len(label)}'
+        return None
+
+    first_kind = None
+    for fname in fnames:
+        if fname not in labels:
+            raise click.ClickException(f"'{json_name}' has no label for image '{fname}'")
+        label_kind = kind(labels[fname])
+        if label_kind is None:
+            raise click.ClickException(f"'{json_name}' gives image '{fname}' the label {json.dumps(labels[fname])}; "
+                f"a label must be a non-negative class index or a list of numbers")
+        first_kind = first_kind or (fname, label_kind)
+        if label_kind != first_kind[1]:
+            raise click.ClickException(f"'{json_name}' gives image '{fname}' a {label_kind} label but image "
+                f"'{first_kind[0]}' a {first_kind[1]} label")
+    return labels
+
+
+def _read_source_labels(read_json, json_name, fnames):
+    try:
+        labels = json.loads(read_json())['labels']
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise click.ClickException(f"cannot read '{json_name}': {type(err).__name__}: {err}") from None
+    return _check_source_labels(labels, fnames, json_name)
+
+
+def _image_source(fnames, read_bytes, display_name, labels):
+    def read(fname):
+        try:
+            data = read_bytes(fname)
+        except (OSError, zipfile.BadZipFile) as err:
+            raise CorruptImageError(display_name(fname), str(err)) from None
+        return decode_image(data, display_name(fname))
+
+    images = (SourceImage(name=display_name(fname), read=lambda fname=fname: read(fname),
+        label=None if labels is None else labels[fname]) for fname in fnames)
+    return Source(num_images=len(fnames), images=images, has_labels=labels is not None)
+
+
+@contextlib.contextmanager
+def open_image_folder(path):
+    all_fnames = set()
+    for root, _dirs, files in os.walk(path):
+        for fname in files:
+            all_fnames.add(os.path.relpath(os.path.join(root, fname), start=path).replace(os.sep, '/'))
+    fnames = sorted(fname for fname in all_fnames if is_image_fname(fname))
+
+    def read_bytes(fname):
+        with open(os.path.join(path, fname), 'rb') as f:
+            return f.read()
+
+    labels = None
+    if 'dataset.json' in all_fnames:
+        labels = _read_source_labels(lambda: read_bytes('dataset.json'), os.path.join(path, 'dataset.json'), fnames)
+    yield _image_source(fnames, read_bytes, lambda fname: os.path.join(path, fname), labels)
+
+
+@contextlib.contextmanager
+def open_image_zip(path):
+    with zipfile.ZipFile(path) as archive:
+        all_fnames = set(name for name in archive.namelist() if not name.endswith('/'))
+        fnames = sorted(fname for fname in all_fnames if is_image_fname(fname))
+        labels = None
+        if 'dataset.json' in all_fnames:
+            labels = _read_source_labels(lambda: archive.read('dataset.json'), os.path.join(path, 'dataset.json'),
+                fnames)
+        yield _image_source(fnames, archive.read, lambda fname: os.path.join(path, fname), labels)
+
+
+def _read_idx_gz(path, expected_ndim):
+    """Reads an MNIST IDX file of unsigned bytes: 0, 0, type 0x08, ndim, then ndim big-endian uint32 sizes."""
+    try:
+        with gzip.open(path, 'rb') as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise click.ClickException(f"cannot read '{path}': {err}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or data[3] != expected_ndim:
+        raise click.ClickException(f"'{path}' is not an IDX file of {expected_ndim}-D unsigned bytes")
+    header_size = 4 + 4 * expected_ndim
+    shape = np.frombuffer(data[4:header_size], dtype='>u4').astype(np.int64)
+    if len(shape) != expected_ndim or len(data) != header_size + int(np.prod(shape)):
+        raise click.ClickException(f"'{path}' is truncated or its header does not match its size")
+    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+@contextlib.contextmanager
+def open_mnist(path):
+    images = _read_idx_gz(os.path.join(path, 'train-images-idx3-ubyte.gz'), expected_ndim=3)
+    labels = _read_idx_gz(os.path.join(path, 'train-labels-idx1-ubyte.gz'), expected_ndim=1)
+    if images.shape[0] != labels.shape[0]:
+        raise click.ClickException(f"MNIST in '{path}' has {images.shape[0]} images but {labels.shape[0]} labels")
+    images = np.pad(images, [(0, 0), (2, 2), (2, 2)]) # 28x28 -> 32x32, a power of two.
+    yield Source(num_images=images.shape[0], has_labels=True, images=(
+        SourceImage(name=f'{path}[{idx}]', read=lambda idx=idx: images[idx], label=int(labels[idx]))
+        for idx in range(images.shape[0])))
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and numpy arrays: the CIFAR-10 batches need nothing else."""
+
+    _allowed = {
+        ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
+        ('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode'),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._allowed:
+            raise pickle.UnpicklingError(f'refusing to load {module}.{name}')
+        return super().find_class(module, name)
+
+
+@contextlib.contextmanager
+def open_cifar10(path):
+    images, labels = [], []
+    try:
+        with tarfile.open(path, 'r:gz') as archive:
+            members = {os.path.basename(member.name): member for member in archive.getmembers() if member.isfile()}
+            for batch in range(1, 6):
+                member_name = f'data_batch_{batch}'
+                if member_name not in members:
+                    raise click.ClickException(f"'{path}' has no {member_name}; is it cifar-10-python.tar.gz?")
+                display_name = f'{path}/{members[member_name].name}'
+                try:
+                    data = _ArrayUnpickler(archive.extractfile(members[member_name]), encoding='latin1').load()
+                    batch_images = np.asarray(data['data'], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                    batch_labels = np.asarray(data['labels'], dtype=np.int64)
+                except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as err:
+                    raise click.ClickException(f"'{display_name}' is not a CIFAR-10 batch: {err}") from None
+                if batch_images.shape[0] != batch_labels.shape[0]:
+                    raise click.ClickException(f"'{display_name}' has {batch_images.shape[0]} images but "
+                        f"{batch_labels.shape[0]} labels")
+                images.append(batch_images.transpose(0, 2, 3, 1)) # NCHW -> NHWC
+                labels.append(batch_labels)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise click.ClickException(f"cannot read '{path}': {err}") from None
+    images = np.concatenate(images)
+    labels = np.concatenate(labels)
+    yield Source(num_images=images.shape[0], has_labels=True, images=(
+        SourceImage(name=f'{path}[{idx}]', read=lambda idx=idx: images[idx], label=int(labels[idx]))
+        for idx in range(images.shape[0])))
+
+
+@contextlib.contextmanager
+def open_lmdb(path):
+    try:
+        import lmdb # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise click.ClickException(f"'{path}' is an LMDB database; reading it needs the lmdb package: "
+            f"pip install lmdb") from None
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=1)
+    except lmdb.Error as err:
+        raise click.ClickException(f"cannot open LMDB '{path}': {err}") from None
+    with env, env.begin(write=False) as txn:
+        def images():
+            for key, value in txn.cursor():
+                name = f"{path}[{key.decode('utf-8', errors='replace')}]"
+                yield SourceImage(name=name, read=lambda value=value, name=name: decode_image(value, name))
+        yield Source(num_images=txn.stat()['entries'], images=images(), has_labels=False)
+
+
+def open_source(path):
+    """Picks the reader from what `path` is."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, 'data.mdb')):
+            return open_lmdb(path)
+        if os.path.isfile(os.path.join(path, 'train-images-idx3-ubyte.gz')):
+            return open_mnist(path)
+        return open_image_folder(path)
+    if os.path.isfile(path):
+        if zipfile.is_zipfile(path):
+            return open_image_zip(path)
+        if tarfile.is_tarfile(path):
+            return open_cifar10(path)
+        raise click.ClickException(f"--source '{path}' is not a folder, a zip archive or a CIFAR-10 .tar.gz")
+    raise click.ClickException(f"--source '{path}' does not exist")
+
+# ----------------------------------------------------------------------------
+# Transforms: HWC or HW uint8 in, HWC or HW uint8 out; None = image too small to use.
+
+
+def _resize(image, width, height):
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    return np.asarray(PIL.Image.fromarray(image).resize((width, height), PIL.Image.Resampling.LANCZOS))
+
+
+def _crop_center(image, crop_width, crop_height):
+    top = (image.shape[0] - crop_height) // 2
+    left = (image.shape[1] - crop_width) // 2
+    return image[top : top + crop_height, left : left + crop_width]
+
+
+def make_transform(transform, resolution):
+    """Returns the function that maps every source image to its output image."""
+    if transform is None:
+        if resolution is None:
+            return lambda image: image
+        return lambda image: _resize(image, *resolution)
+
+    width, height = resolution
+    if transform == 'center-crop':
+        def center_crop(image):
+            size = min(image.shape[0], image.shape[1])
+            return _resize(_crop_center(image, size, size), width, height)
+        return center_crop
+
+    assert transform == 'center-crop-wide'
+    def center_crop_wide(image):
+        # Crop to the aspect of WxH, scale down to WxH and letterbox it into a WxW square.
+        # Images smaller than WxH are left out rather than upscaled.
+        image_height, image_width = image.shape[:2]
+        if image_width * height > image_height * width:
+            crop_width, crop_height = int(round(image_height * width / height)), image_height
+        else:
+            crop_width, crop_height = image_width, int(round(image_width * height / width))
+        if crop_width < width or crop_height < height:
+            return None
+        image = _resize(_crop_center(image, crop_width, crop_height), width, height)
+        canvas = np.zeros([width, width] + list(image.shape[2:]), dtype=np.uint8)
+        top = (width - height) // 2
+        canvas[top : top + height] = image
+        return canvas
+    return center_crop_wide
+
+# ----------------------------------------------------------------------------
+# Destinations: written under a temporary name next to DEST and renamed into place once complete.
+
+
+def _check_destination(dest):
+    if os.path.isdir(dest):
+        if os.listdir(dest):
+            raise click.ClickException(f"--dest '{dest}' already exists and is not empty")
+        if dest.lower().endswith('.zip'):
+            raise click.ClickException(f"--dest '{dest}' is a folder; a zip destination must be a file")
+    elif os.path.lexists(dest):
+        if not dest.lower().endswith('.zip'):
+            raise click.ClickException(f"--dest '{dest}' already exists and is not a folder")
+        if not os.path.isfile(dest) or os.path.getsize(dest) > 0:
+            raise click.ClickException(f"--dest '{dest}' already exists")
+
+
+def _make_parent_folders(path):
+    """Creates the missing parent folders of path; returns them, deepest first, for clean-up."""
+    created = []
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(created):
+        os.mkdir(folder)
+    return created
+
+
+def _default_permissions(path, mode):
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+class ZipDestination:
+    """Writes an uncompressed zip archive."""
+
+    def __init__(self, dest):
+        self._dest = dest
+        self._created_folders = _make_parent_folders(dest)
+        try:
+            fd, self._tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(dest)}.', suffix='.tmp',
+                dir=os.path.dirname(os.path.abspath(dest)))
+        except OSError:
+            _remove_empty_folders(self._created_folders)
+            raise
+        os.close(fd)
+        self._archive = zipfile.ZipFile(self._tmp_path, 'w', compression=zipfile.ZIP_STORED)
+
+    def write(self, fname, data):
+        self._archive.writestr(fname, data)
+
+    def commit(self):
+        self._archive.close()
+        _default_permissions(self._tmp_path, 0o666) # mkstemp makes it private.
+        os.replace(self._tmp_path, self._dest)
+
+    def abort(self):
+        try:
+            self._archive.close()
+        finally:
+            if os.path.exists(self._tmp_path):
+                os.remove(self._tmp_path)
+            _remove_empty_folders(self._created_folders)
+
+
+class FolderDestination:
+    """Writes a folder of files."""
+
+    def __init__(self, dest):
+        self._dest = dest
+        self._created_folders = _make_parent_folders(dest)
+        try:
+            self._tmp_dir = tempfile.mkdtemp(prefix=f'.{os.path.basename(os.path.normpath(dest))}.', suffix='.tmp',
+                dir=os.path.dirname(os.path.abspath(dest)))
+        except OSError:
+            _remove_empty_folders(self._created_folders)
+            raise
+
+    def write(self, fname, data):
+        path = os.path.join(self._tmp_dir, fname)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+
+    def commit(self):
+        _default_permissions(self._tmp_dir, 0o777) # mkdtemp makes it private.
+        if os.path.isdir(self._dest):
+            os.rmdir(self._dest) # Checked empty at the start; rename cannot replace a folder on every OS.
+        os.rename(self._tmp_dir, self._dest)
+
+    def abort(self):
+        shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        _remove_empty_folders(self._created_folders)
+
+
+def _remove_empty_folders(folders):
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+# ----------------------------------------------------------------------------
+# Conversion.
+
+
+def _describe(image):
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return f"{image.shape[1]}x{image.shape[0]} {'grayscale' if channels == 1 else 'RGB'}"
+
+
+def _as_gray_or_rgb(image, name):
+    """Returns [H, W] for grayscale, [H, W, 3] for RGB; refuses images with an alpha channel."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] != 3:
+        raise click.ClickException(f"image '{name}' has {image.shape[2]} channels (alpha?); images must be RGB or "
+            f"grayscale")
+    assert image.dtype == np.uint8
+    return image
+
+
+def _check_first_image(image, name, have_resolution):
+    height, width = image.shape[:2]
+    hint = '' if have_resolution else '; use --resolution=WxH (with --transform=center-crop for non-square images)'
+    if width != height:
+        raise click.ClickException(f"image '{name}' is {width}x{height}; dataset images must be square{hint}")
+    if width & (width - 1) != 0:
+        raise click.ClickException(f"image '{name}' is {width}x{height}; the size must be a power of two{hint}")
+
+
+def _encode_png(image):
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image).save(buffer, format='png', compress_level=0, optimize=False)
+    return buffer.getvalue()
+
+
+def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, skip_corrupt=False):
+    """Writes the images of `source` to `dest` (see the module docstring); refuses with click.ClickException."""
+    if transform is not None and resolution is None:
+        raise click.ClickException(f'--transform={transform} needs --resolution=WxH')
+    if resolution is not None:
+        width, height = resolution
+        if transform == 'center-crop-wide':
+            if height > width:
+                raise click.ClickException(f'--transform=center-crop-wide needs a wide --resolution (W >= H), got '
+                    f'{width}x{height}')
+        elif width != height:
+            raise click.ClickException(f'--resolution={width}x{height} is not square; dataset images must be square '
+                f'(--transform=center-crop-wide letterboxes wide images into WxW)')
+        if width & (width - 1) != 0:
+            raise click.ClickException(f'--resolution={width}x{height}: the output size {width} is not a power of two')
+    _check_destination(dest)
+    apply_transform = make_transform(transform, resolution)
+
+    with open_source(source) as src:
+        num_wanted = src.num_images if max_images is None else min(src.num_images, max_images)
+        if num_wanted == 0:
+            raise click.ClickException(f"--source '{source}' contains no images")
+        try:
+            destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
+        except OSError as err:
+            raise click.ClickException(f"cannot create --dest '{dest}': {err}") from None
+        try:
+            stats = _convert_images(src, destination, num_wanted, apply_transform, resolution is not None,
+                skip_corrupt)
+            destination.commit()
+        except OSError as err: # Reading errors are CorruptImageErrors by now: this is the destination failing.
+            destination.abort()
+            raise click.ClickException(f"cannot write --dest '{dest}': {err}") from None
+        except BaseException:
+            destination.abort()
+            raise
+    return stats
+
+
+def _prepare_image(source_image, apply_transform):
+    """Runs in a worker thread: (source_image, transformed image or None, PNG bytes or None, CorruptImageError)."""
+    try:
+        image = source_image.read()
+    except CorruptImageError as err:
+        return source_image, None, None, err
+    image = apply_transform(_as_gray_or_rgb(image, source_image.name))
+    return source_image, image, None if image is None else _encode_png(image), None
+
+
+def _map_in_order(fn, items, num_threads):
+    """Like map(fn, items) but runs fn in threads (PIL releases the GIL while decoding, resizing and encoding)."""
+    pool = concurrent.futures.ThreadPoolExecutor(num_threads)
+    try:
+        pending = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 4 * num_threads: # Bounded look-ahead keeps memory flat.
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _convert_images(src, destination, num_wanted, apply_transform, have_resolution, skip_corrupt):
+    labels = []
+    first = None # (name, image) of the first image written.
+    num_corrupt = 0
+    num_too_small = 0
+    num_threads = min(8, os.cpu_count() or 1)
+    prepared = _map_in_order(lambda source_image: _prepare_image(source_image, apply_transform), src.images,
+        num_threads)
+    with tqdm.tqdm(total=num_wanted, unit='img', disable=None) as progress, contextlib.closing(prepared):
+        for source_image, image, png, corrupt_error in prepared:
+            if corrupt_error is not None:
+                if not skip_corrupt:
+                    raise click.ClickException(f'{corrupt_error} (--skip-corrupt skips unreadable images)')
+                tqdm.tqdm.write(f'Skipping corrupt image: {corrupt_error}', file=sys.stderr)
+                num_corrupt += 1
+                continue
+            if image is None:
+                num_too_small += 1
+                continue
+            if first is None:
+                _check_first_image(image, source_image.name, have_resolution)
+                first = (source_image.name, image)
+            elif image.shape != first[1].shape:
+                hint = '' if have_resolution else '; use --resolution=WxH to resize all images to one size'
+                raise click.ClickException(f"image '{source_image.name}' is {_describe(image)} but image "
+                    f"'{first[0]}' is {_describe(first[1])}; all images must have the same size and channels{hint}")
+            idx = len(labels)
+            fname = f'{idx // 1000:05d}/img{idx:08d}.png'
+            destination.write(fname, png)
+            labels.append([fname, source_image.label])
+            progress.update(1)
+            if len(labels) == num_wanted:
+                break
+
+    if first is None:
+        raise click.ClickException('no image could be converted' +
+            (f' ({num_corrupt} corrupt)' if num_corrupt else '') +
+            (f' ({num_too_small} smaller than --resolution)' if num_too_small else ''))
+    metadata = {'labels': labels if src.has_labels else None}
+    destination.write('dataset.json', json.dumps(metadata).encode('utf-8'))
+    return dict(num_images=len(labels), image=_describe(first[1]), num_corrupt=num_corrupt,
+        num_too_small=num_too_small)
+
+# ----------------------------------------------------------------------------
+
+
+def parse_resolution(value):
+    """'WxH' -> (W, H); 'N' -> (N, N)."""
+    parts = value.lower().split('x')
+    try:
+        if len(parts) in (1, 2) and all(int(part) > 0 for part in parts):
+            return (int(parts[0]), int(parts[-1]))
+    except ValueError:
+        pass
+    raise click.BadParameter(f"expected WxH such as 256x256, got '{value}'")
+
+
+class _ResolutionType(click.ParamType):
+    name = 'WxH'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_resolution(value)
+        except click.BadParameter as err:
+            self.fail(err.message, param, ctx)
+
+
+@click.command(help=__doc__)
+@click.option('--source',       help='Image folder or zip, MNIST folder, cifar-10-python.tar.gz, or LSUN LMDB folder',
+                                metavar='PATH', required=True)
+@click.option('--dest',         help='Output zip archive (*.zip) or folder', metavar='PATH', required=True)
+@click.option('--max-images',   help='Write at most this many images', type=click.IntRange(min=1), metavar='INT')
+@click.option('--transform',    help='Crop before resizing: square center crop, or wide crop letterboxed into WxW',
+                                type=click.Choice(['center-crop', 'center-crop-wide']))
+@click.option('--resolution',   help='Output image size (resize with Lanczos)', type=_ResolutionType(), metavar='WxH')
+@click.option('--skip-corrupt', help='Skip unreadable images (each is reported) instead of stopping', is_flag=True)
+def main(source, dest, max_images, transform, resolution, skip_corrupt):
+    source = os.path.expanduser(source)
+    dest = os.path.normpath(os.path.expanduser(dest))
+    stats = convert_dataset(source=source, dest=dest, max_images=max_images, transform=transform,
+        resolution=resolution, skip_corrupt=skip_corrupt)
+    notes = []
+    if stats['num_corrupt']:
+        notes.append(f"skipped {stats['num_corrupt']} corrupt")
+    if stats['num_too_small']:
+        notes.append(f"left out {stats['num_too_small']} smaller than {resolution[0]}x{resolution[1]}")
+    notes = f" ({', '.join(notes)})" if notes else ''
+    click.echo(f"Wrote {stats['num_images']} {stats['image']} images to '{dest}'{notes}")
+
+
+if __name__ == '__main__':
+    main() # pylint: disable=no-value-for-parameter
+
+# ----------------------------------------------------------------------------

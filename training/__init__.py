@@ -1,0 +1,1 @@
+# Networks, losses, augmentation, datasets and the training loop.

@@ -1,0 +1,371 @@
+"""Image datasets for training and evaluation: a folder or a zip archive of images, with optional labels.
+
+Images are returned as uint8 numpy arrays [C, H, W] and labels as float32 numpy arrays; integer class labels
+are turned into one-hot vectors. The on-disk layout is the one written by dataset_tool.py: image files
+anywhere in the folder or archive, plus an optional `dataset.json` at its root holding
+`{"labels": [[relative/path.png, label], ...]}` or `{"labels": null}`.
+"""
+
+import abc
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import PIL.Image
+import torch
+
+import dnnlib
+
+# ----------------------------------------------------------------------------
+
+
+class DatasetError(OSError):
+    """A dataset that cannot be used as asked. The message is one line and names the offending file."""
+
+    def __init__(self, message):
+        # A DataLoader worker's exception is re-raised in the main process as
+        # type(err)(worker traceback text); keep only the original one-line message.
+        marker = f'{type(self).__name__}: '
+        if '\nOriginal Traceback' in message and marker in message:
+            message = message.rstrip().rsplit(marker, 1)[1]
+        super().__init__(message)
+
+# ----------------------------------------------------------------------------
+# Image files.
+
+
+def _readable_image_extensions():
+    PIL.Image.init()
+    return frozenset(ext for ext, fmt in PIL.Image.registered_extensions().items() if fmt in PIL.Image.OPEN)
+
+
+IMAGE_EXTENSIONS = _readable_image_extensions() # Lower-case, with the dot: '.png', '.jpg', '.webp', ...
+
+# Pixel formats converted to plain 8-bit grayscale or color; formats in neither table are refused.
+_CONVERTED_MODES = {'1': 'L', 'CMYK': 'RGB', 'YCbCr': 'RGB', 'LAB': 'RGB', 'HSV': 'RGB', 'PA': 'RGBA'}
+_KEPT_MODES = ('L', 'LA', 'RGB', 'RGBA')
+
+
+def is_image_fname(fname):
+    """Whether a path inside a dataset names an image file (by extension; hidden and macOS resource files are not)."""
+    parts = fname.replace('\\', '/').split('/')
+    if any(part.startswith('.') or part == '__MACOSX' for part in parts):
+        return False
+    return os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS
+
+
+def decode_image(data, display_name):
+    """Decodes image file bytes into a uint8 array [H, W] or [H, W, C]; DatasetError names the file on failure."""
+    try:
+        image = PIL.Image.open(io.BytesIO(data))
+        image.load()
+    except PIL.UnidentifiedImageError:
+        raise DatasetError(f"cannot read image '{display_name}': not a recognised image format") from None
+    except Exception as err: # Malformed files make PIL raise almost anything.
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DatasetError(f"cannot read image '{display_name}': {reason}") from None
+    if image.mode == 'P':
+        image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
+    elif image.mode in _CONVERTED_MODES:
+        image = image.convert(_CONVERTED_MODES[image.mode])
+    elif image.mode not in _KEPT_MODES:
+        raise DatasetError(f"cannot read image '{display_name}': pixel format '{image.mode}' is not 8-bit "
+            f"grayscale or color")
+    return np.asarray(image)
+
+
+def is_power_of_two(value):
+    return value >= 1 and (value & (value - 1)) == 0
+
+# ----------------------------------------------------------------------------
+
+
+class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
+    """Indexing, x-flip mirroring, subsetting and labels on top of raw images loaded by a subclass."""
+
+    def __init__(self,
+        name,                   # Name of the dataset.
+        raw_shape,              # Shape of the raw image data [N, C, H, W].
+        max_size    = None,     # Use at most this many images: a subset fixed by random_seed. None = all.
+        use_labels  = False,    # Return the stored labels; False = zero-length labels.
+        xflip       = False,    # Append a horizontally mirrored copy of every image (doubles the length).
+        random_seed = 0,        # Seed that picks the max_size subset.
+    ):
+        if max_size is not None and max_size < 0:
+            raise ValueError(f'max_size must be non-negative, got {max_size}')
+        self._name = name
+        self._raw_shape = list(raw_shape)
+        self._use_labels = bool(use_labels)
+        self._raw_labels = None
+        self._label_shape = None
+
+        # The subset keeps the original order so that it reads the files sequentially.
+        self._raw_idx = np.arange(self._raw_shape[0], dtype=np.int64)
+        if max_size is not None and self._raw_idx.size > max_size:
+            np.random.RandomState(random_seed).shuffle(self._raw_idx)
+            self._raw_idx = np.sort(self._raw_idx[:max_size])
+
+        self._xflip = np.zeros(self._raw_idx.size, dtype=np.uint8)
+        if xflip:
+            self._raw_idx = np.tile(self._raw_idx, 2)
+            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
+
+        # Labels are small; reading them now reports a broken dataset.json before training starts.
+        self._get_raw_labels()
+
+    def _get_raw_labels(self):
+        if self._raw_labels is None:
+            raw_labels = self._load_raw_labels() if self._use_labels else None
+            if raw_labels is None:
+                raw_labels = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
+            assert isinstance(raw_labels, np.ndarray) and raw_labels.shape[0] == self._raw_shape[0]
+            assert raw_labels.dtype in (np.float32, np.int64)
+            if raw_labels.dtype == np.int64:
+                assert raw_labels.ndim == 1 and np.all(raw_labels >= 0)
+            self._raw_labels = raw_labels
+        return self._raw_labels
+
+    def close(self):
+        """Releases open file handles; the dataset reopens them when it is used again."""
+
+    @abc.abstractmethod
+    def _load_raw_image(self, raw_idx):
+        """Returns image number raw_idx as a uint8 array [C, H, W]."""
+
+    @abc.abstractmethod
+    def _load_raw_labels(self):
+        """Returns int64 class indices [N], float32 label vectors [N, D], or None when the dataset has no labels."""
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __len__(self):
+        return self._raw_idx.size
+
+    def __getitem__(self, idx):
+        image = self._load_raw_image(self._raw_idx[idx])
+        assert isinstance(image, np.ndarray) and image.dtype == np.uint8
+        assert list(image.shape) == self.image_shape
+        if self._xflip[idx]:
+            image = image[:, :, ::-1]
+        return image.copy(), self.get_label(idx)
+
+    def get_label(self, idx):
+        """The label of item idx as float32 (one-hot for class labels)."""
+        label = self._get_raw_labels()[self._raw_idx[idx]]
+        if label.dtype == np.int64:
+            onehot = np.zeros(self.label_shape, dtype=np.float32)
+            onehot[label] = 1
+            label = onehot
+        return label.copy()
+
+    def get_details(self, idx):
+        """Where item idx comes from: raw_idx (image number), xflip (mirrored?) and raw_label (as stored)."""
+        return dnnlib.EasyDict(
+            raw_idx   = int(self._raw_idx[idx]),
+            xflip     = int(self._xflip[idx]) != 0,
+            raw_label = self._get_raw_labels()[self._raw_idx[idx]].copy(),
+        )
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def image_shape(self):
+        return list(self._raw_shape[1:])
+
+    @property
+    def num_channels(self):
+        assert len(self.image_shape) == 3 # CHW
+        return self.image_shape[0]
+
+    @property
+    def resolution(self):
+        assert len(self.image_shape) == 3 # CHW
+        assert self.image_shape[1] == self.image_shape[2]
+        return self.image_shape[1]
+
+    @property
+    def label_shape(self):
+        if self._label_shape is None:
+            raw_labels = self._get_raw_labels()
+            if raw_labels.dtype == np.int64:
+                self._label_shape = [int(np.max(raw_labels)) + 1 if raw_labels.size else 0]
+            else:
+                self._label_shape = list(raw_labels.shape[1:])
+        return list(self._label_shape)
+
+    @property
+    def label_dim(self):
+        assert len(self.label_shape) == 1
+        return self.label_shape[0]
+
+    @property
+    def has_labels(self):
+        return any(size != 0 for size in self.label_shape)
+
+    @property
+    def has_onehot_labels(self):
+        return self._get_raw_labels().dtype == np.int64
+
+# ----------------------------------------------------------------------------
+
+
+class ImageFolderDataset(Dataset):
+    """Images (PNG, JPEG, WebP, ...) in a folder or a zip archive, searched recursively, in sorted path order."""
+
+    def __init__(self,
+        path,                   # Path to a folder or a zip archive.
+        resolution      = None, # Required image resolution; None = whatever the images have.
+        **super_kwargs,         # Arguments of Dataset other than name and raw_shape.
+    ):
+        self._path = path
+        self._zipfile = None
+        self._zipfile_pid = None # The process that opened _zipfile: a forked worker must not share its file offset.
+
+        if os.path.isdir(path):
+            self._type = 'dir'
+            self._all_fnames = set(self._list_folder(path))
+        elif os.path.isfile(path) and zipfile.is_zipfile(path):
+            self._type = 'zip'
+            self._all_fnames = set(name for name in self._get_zipfile().namelist() if not name.endswith('/'))
+        elif os.path.exists(path):
+            raise DatasetError(f"dataset '{path}' is neither a folder nor a zip archive")
+        else:
+            raise DatasetError(f"dataset '{path}' does not exist")
+
+        self._image_fnames = sorted(fname for fname in self._all_fnames if is_image_fname(fname))
+        if len(self._image_fnames) == 0:
+            raise DatasetError(f"dataset '{path}' contains no image files")
+
+        name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+        first_image = self._read_image(0)
+        channels, height, width = first_image.shape
+        first_fname = self._display_name(self._image_fnames[0])
+        if width != height or not is_power_of_two(width):
+            raise DatasetError(f"image '{first_fname}' is {width}x{height}; training images must be square with a "
+                f"power-of-two size (convert the images with dataset_tool.py --resolution)")
+        if resolution is not None and width != resolution:
+            raise DatasetError(f"image '{first_fname}' is {width}x{height} but resolution={resolution} was requested")
+        raw_shape = [len(self._image_fnames), channels, height, width]
+        super().__init__(name=name, raw_shape=raw_shape, **super_kwargs)
+        self.close()
+
+    @staticmethod
+    def _list_folder(path):
+        for root, _dirs, files in os.walk(path):
+            for fname in files:
+                yield os.path.relpath(os.path.join(root, fname), start=path).replace(os.sep, '/')
+
+    def _display_name(self, fname):
+        return os.path.join(self._path, fname)
+
+    def _get_zipfile(self):
+        assert self._type == 'zip'
+        if self._zipfile is None or self._zipfile_pid != os.getpid():
+            self._zipfile = zipfile.ZipFile(self._path)
+            self._zipfile_pid = os.getpid()
+        return self._zipfile
+
+    def _read_file(self, fname):
+        if self._type == 'dir':
+            with open(os.path.join(self._path, fname), 'rb') as f:
+                return f.read()
+        with self._get_zipfile().open(fname, 'r') as f:
+            return f.read()
+
+    def _read_image(self, raw_idx):
+        fname = self._image_fnames[raw_idx]
+        try:
+            data = self._read_file(fname)
+        except (OSError, zipfile.BadZipFile) as err:
+            raise DatasetError(f"cannot read image '{self._display_name(fname)}': {err}") from None
+        image = decode_image(data, self._display_name(fname))
+        if image.ndim == 2:
+            image = image[:, :, np.newaxis]
+        return image.transpose(2, 0, 1) # HWC => CHW
+
+    def close(self):
+        try:
+            if self._zipfile is not None and self._zipfile_pid == os.getpid():
+                self._zipfile.close()
+        finally:
+            self._zipfile = None
+            self._zipfile_pid = None
+
+    def __getstate__(self):
+        return dict(super().__getstate__(), _zipfile=None, _zipfile_pid=None)
+
+    def _load_raw_image(self, raw_idx):
+        image = self._read_image(raw_idx)
+        if list(image.shape) != self.image_shape:
+            shape = 'x'.join(str(size) for size in image.shape)
+            expected = 'x'.join(str(size) for size in self.image_shape)
+            raise DatasetError(f"image '{self._display_name(self._image_fnames[raw_idx])}' is {shape} (CxHxW) but "
+                f"the first image is {expected}; all images must have the same size and channel count")
+        return image
+
+    def _load_raw_labels(self):
+        json_name = self._display_name('dataset.json')
+        if 'dataset.json' not in self._all_fnames:
+            raise DatasetError(f"labels were requested but '{json_name}' does not exist")
+        try:
+            labels = json.loads(self._read_file('dataset.json'))['labels']
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DatasetError(f"cannot read '{json_name}': expected {{\"labels\": [[fname, label], ...]}} "
+                f"({type(err).__name__}: {err})") from None
+        if labels is None:
+            return None
+        if not isinstance(labels, list) or not all(isinstance(item, list) and len(item) == 2 and
+                isinstance(item[0], str) for item in labels):
+            raise DatasetError(f"'{json_name}' must hold {{\"labels\": [[fname, label], ...]}}")
+        labels = {fname.replace('\\', '/'): label for fname, label in labels}
+        for fname in self._image_fnames:
+            if fname not in labels:
+                raise DatasetError(f"'{json_name}' has no label for image '{fname}'")
+        return _labels_to_array([labels[fname] for fname in self._image_fnames], self._image_fnames, json_name)
+
+
+def _label_kind(label):
+    if isinstance(label, int) and not isinstance(label, bool):
+        return 'class index'
+    if isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in label):
+        return 'vector'
+    return None
+
+
+def _labels_to_array(labels, fnames, json_name):
+    """Class indices become int64 [N]; lists of numbers become float32 [N, D]."""
+    kinds = [_label_kind(label) for label in labels]
+    for label, kind, fname in zip(labels, kinds, fnames):
+        if kind is None:
+            raise DatasetError(f"'{json_name}' gives image '{fname}' the label {json.dumps(label)}, which is neither "
+                f"a class index nor a list of numbers")
+        if kind != kinds[0]:
+            raise DatasetError(f"'{json_name}' gives image '{fname}' a {kind} label but image '{fnames[0]}' a "
+                f"{kinds[0]} label")
+        if kind == 'class index' and label < 0:
+            raise DatasetError(f"'{json_name}' gives image '{fname}' the negative class {label}")
+        if kind == 'vector' and len(label) != len(labels[0]):
+            raise DatasetError(f"'{json_name}' gives image '{fname}' a label of length {len(label)} but image "
+                f"'{fnames[0]}' one of length {len(labels[0])}")
+    if kinds[0] == 'class index':
+        return np.array(labels, dtype=np.int64)
+    return np.array(labels, dtype=np.float32).reshape(len(labels), -1)
+
+# ----------------------------------------------------------------------------
