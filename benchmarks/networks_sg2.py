@@ -1,0 +1,125 @@
+"""CPU timings of the StyleGAN2 networks: default ops against the plain-PyTorch reference ops.
+
+    python benchmarks/networks_sg2.py [--repeats 3] [--threads N]
+
+The same networks and inputs are timed twice in one process, once with the default op dispatch and
+once with every op forced to impl='ref' (torch_utils.ops.force_impl). Timings on a shared machine are
+noisy; the median of `repeats` runs is reported.
+
+Each time is also given as a multiple of its floor: the FLOPs of the step (torch.utils.flop_counter:
+convolutions and matrix products, forward and backward) divided by the float32 matrix-multiply rate
+measured in the same run.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.utils.flop_counter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # Run from anywhere.
+import torch_utils.ops  # noqa: E402
+from training import networks_stylegan2  # noqa: E402
+
+# StyleGAN2 at 64x64 as configured for training by the official code (8 mapping layers, resnet D).
+G_KWARGS = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3, channel_base=8192,
+                channel_max=256, num_fp16_res=4, conv_clamp=256, fused_modconv_default='inference_only',
+                mapping_kwargs=dict(num_layers=8))
+D_KWARGS = dict(c_dim=0, img_resolution=64, img_channels=3, architecture='resnet', channel_base=8192,
+                channel_max=256, num_fp16_res=4, conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=4))
+
+
+def _median_seconds(fn, repeats):
+    fn()  # Warm-up: allocator, lazily built kernels, caches.
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def matmul_flops_per_second(size=1024, repeats=5):
+    """float32 rate of a large torch.mm on this machine, now."""
+    a = torch.randn([size, size])
+    b = torch.randn([size, size])
+    return 2 * size ** 3 / _median_seconds(lambda: torch.mm(a, b), repeats)
+
+
+def count_flops(fn):
+    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def benchmark_stylegan2_cpu(batch_size=4, repeats=3, impls=('default', 'ref'), seed=0):
+    """Returns {impl: {'G_forward_s': ..., 'GD_step_s': ...}} for the networks in G_KWARGS / D_KWARGS,
+    plus {'flops': {...}, 'matmul_flops_per_s': ...} for the floors.
+
+    G_forward: G(z, c) under no_grad with constant noise.
+    GD_step:   G(z, c) -> D on fakes and on reals -> non-saturating logistic loss -> backward through both.
+    """
+    torch.manual_seed(seed)
+    G = networks_stylegan2.Generator(**G_KWARGS).train().requires_grad_(True)
+    D = networks_stylegan2.Discriminator(**D_KWARGS).train().requires_grad_(True)
+    z = torch.randn([batch_size, G.z_dim])
+    c = torch.zeros([batch_size, G.c_dim])
+    reals = torch.randn([batch_size, G.img_channels, G.img_resolution, G.img_resolution])
+
+    def g_forward():
+        with torch.no_grad():
+            G(z, c, noise_mode='const')
+
+    def gd_step():
+        G.zero_grad(set_to_none=True)
+        D.zero_grad(set_to_none=True)
+        fakes = G(z, c)
+        loss = torch.nn.functional.softplus(-D(fakes, c)).sum() + torch.nn.functional.softplus(D(reals, c)).sum()
+        loss.backward()
+
+    results = dict(flops=dict(G_forward=count_flops(g_forward), GD_step=count_flops(gd_step)),
+                   matmul_flops_per_s=matmul_flops_per_second())
+    saved_force_impl = torch_utils.ops.force_impl
+    try:
+        for impl in impls:
+            torch_utils.ops.force_impl = None if impl == 'default' else impl
+            results[impl] = dict(G_forward_s=_median_seconds(g_forward, repeats),
+                                 GD_step_s=_median_seconds(gd_step, repeats))
+    finally:
+        torch_utils.ops.force_impl = saved_force_impl
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: unchanged)')
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    results = benchmark_stylegan2_cpu(batch_size=args.batch, repeats=args.repeats)
+    print(f'StyleGAN2 64x64, channel_base 8192, channel_max 256, batch {args.batch}, '
+          f'{torch.get_num_threads()} threads, median of {args.repeats}')
+    rate = results['matmul_flops_per_s']
+    floors = {key: results['flops'][key] / rate for key in ['G_forward', 'GD_step']}
+    print(f'  floors: G forward {floors["G_forward"] * 1e3:.1f} ms ({results["flops"]["G_forward"] / 1e9:.1f} GFLOP), '
+          f'G+D step {floors["GD_step"] * 1e3:.1f} ms ({results["flops"]["GD_step"] / 1e9:.1f} GFLOP) '
+          f'at {rate / 1e9:.0f} GFLOP/s (torch.mm)')
+    for impl in [key for key in results if key not in ('flops', 'matmul_flops_per_s')]:
+        timings = results[impl]
+        print(f'  {impl:8s} G forward {timings["G_forward_s"] * 1e3:8.1f} ms '
+              f'({timings["G_forward_s"] / floors["G_forward"]:.1f}x floor)   '
+              f'G+D forward/backward {timings["GD_step_s"] * 1e3:8.1f} ms '
+              f'({timings["GD_step_s"] / floors["GD_step"]:.1f}x floor)')
+    if 'default' in results and 'ref' in results:
+        for key in ['G_forward_s', 'GD_step_s']:
+            print(f'  speed-up of default over ref, {key[:-2]}: {results["ref"][key] / results["default"][key]:.2f}x')
+
+
+if __name__ == '__main__':
+    main()
