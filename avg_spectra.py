@@ -1,0 +1,310 @@
+"""Average 2-D power spectra of a dataset or a generator, as in the spectral analysis of the
+StyleGAN3 paper ("Alias-Free Generative Adversarial Networks", Figure 5 and Appendix), e.g.
+
+    # Mean and standard deviation of the training data (used to normalise both spectra alike).
+    python avg_spectra.py stats --source=~/datasets/ffhq-1024x1024.zip
+
+    # Spectra of the training data and of a generator.
+    python avg_spectra.py calc --source=~/datasets/ffhq-1024x1024.zip --dest=tmp/training-data.npz --mean=112.684 --std=69.509
+    python avg_spectra.py calc --source=stylegan3-r-ffhq-1024x1024.pkl --dest=tmp/stylegan3-r.npz --mean=112.684 --std=69.509 --num=70000
+
+    # Plots: a heatmap of one spectrum, and horizontal/diagonal slices of several.
+    python avg_spectra.py heatmap tmp/training-data.npz --save=heatmap.png
+    python avg_spectra.py slices tmp/training-data.npz tmp/stylegan3-r.npz --save=slices.png
+"""
+
+import os
+import sys
+import uuid
+
+import click
+import numpy as np
+import torch
+import tqdm
+
+import dnnlib
+import gen_images
+from training.dataset import DatasetError, ImageFolderDataset
+
+# ----------------------------------------------------------------------------
+# Image sources: uint8 NCHW batches from a dataset or a generator.
+
+BATCH_SIZE = 16
+
+
+def is_network_source(source):
+    return dnnlib.util.is_url(source, allow_file_urls=True) or source.lower().endswith('.pkl')
+
+
+def open_source(source, num, seed, device, batch_size=BATCH_SIZE, num_workers=0):
+    """Returns (number of images, image resolution, iterator over uint8 [N, C, H, W] batches on `device`).
+
+    Datasets yield all their images, or a random subset of `num` fixed by `seed`; generators yield
+    `num` images from latents (and, if conditional, classes) drawn with `seed`.
+    """
+    if is_network_source(source):
+        if num is None:
+            raise click.ClickException('--num is required when --source is a network pickle')
+        G = gen_images.load_generator(source, device, option='--source')
+        return num, G.img_resolution, _generator_batches(G, num, seed, device, batch_size)
+
+    if not os.path.exists(source):
+        raise click.ClickException(f'--source: no such dataset or network pickle: {source}')
+    try:
+        dataset = ImageFolderDataset(path=source, max_size=num, random_seed=seed)
+    except DatasetError as e:
+        raise click.ClickException(f'--source: {e}')
+    if num is not None and num > len(dataset):
+        print(f'warn: --num={num} but the dataset has only {len(dataset)} images; using all of them', file=sys.stderr)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    return len(dataset), dataset.resolution, _dataset_batches(loader, device)
+
+
+def _dataset_batches(loader, device):
+    try:
+        for images, _labels in loader:
+            yield images.to(device)
+    except DatasetError as e:  # A corrupt image in the middle of the dataset.
+        raise click.ClickException(f'--source: {e}')
+
+
+def _generator_batches(G, num, seed, device, batch_size):
+    rnd = np.random.RandomState(seed)
+    torch.manual_seed(seed)  # For the noise inputs.
+    force_fp32 = (device.type != 'cuda')
+    for start in range(0, num, batch_size):
+        count = min(batch_size, num - start)
+        z = torch.from_numpy(rnd.randn(count, G.z_dim).astype(np.float32)).to(device)
+        c = torch.zeros([count, G.c_dim], device=device)
+        if G.c_dim > 0:
+            c[torch.arange(count), torch.from_numpy(rnd.randint(G.c_dim, size=count)).to(device)] = 1
+        img = G(z, c, noise_mode='random', force_fp32=force_fp32)
+        yield gen_images.images_to_uint8(img).permute(0, 3, 1, 2)
+
+# ----------------------------------------------------------------------------
+# Statistics and spectra.
+
+
+def pixel_moments(batches):
+    """Mean and standard deviation of all pixel values (0..255) of all images."""
+    moments = torch.zeros([3], dtype=torch.float64)
+    for images in batches:
+        x = images.to(torch.float64)
+        moments += torch.stack([torch.tensor(float(x.numel()), dtype=torch.float64), x.sum().cpu(), x.square().sum().cpu()])
+    count, total, total_sq = moments.tolist()
+    mean = total / count
+    return mean, max(total_sq / count - mean ** 2, 0.0) ** 0.5
+
+
+def kaiser_window_2d(image_size, beta, device):
+    """Separable 2-D Kaiser window [image_size, image_size] with unit energy (sum of squares 1)."""
+    window = torch.kaiser_window(image_size, periodic=False, beta=beta, dtype=torch.float64, device=device)
+    window = window / window.square().sum().sqrt()
+    return torch.outer(window, window)
+
+
+def power_spectrum_sum(images, mean, std, window, spectrum_size):
+    """Sum over images of the channel-averaged |FFT|^2 of the normalised, windowed, zero-padded images."""
+    image_size = window.shape[0]
+    x = (images.to(torch.float64) - mean) / std * window
+    padding = spectrum_size - image_size
+    x = torch.nn.functional.pad(x, [0, padding, 0, padding])
+    return torch.fft.fftn(x, dim=[2, 3]).abs().square().mean(dim=1).sum(dim=0)
+
+
+def average_spectrum(batches, image_size, mean, std, beta, interp, device):
+    """[S, S] float64 average power spectrum (S = image_size * interp; unshifted: DC at [0, 0])."""
+    spectrum_size = image_size * interp
+    window = kaiser_window_2d(image_size, beta, device)
+    spectrum = torch.zeros([spectrum_size, spectrum_size], dtype=torch.float64, device=device)
+    chunk = max(1, 2 ** 24 // (3 * spectrum_size ** 2))  # Keeps the complex FFT buffers to a few hundred MB.
+    num_images = 0
+    for images in batches:
+        for part in images.split(chunk):
+            spectrum += power_spectrum_sum(part, mean, std, window, spectrum_size)
+            num_images += part.shape[0]
+    if num_images == 0:
+        raise click.ClickException('--source yielded no images')
+    return (spectrum / num_images).cpu().numpy()
+
+
+def load_spectrum(path):
+    """(spectrum [S, S], image_size) from a file written by `calc`."""
+    try:
+        with np.load(path) as data:
+            return data['spectrum'], int(data['image_size'])
+    except (OSError, ValueError, KeyError) as e:
+        raise click.ClickException(f'cannot read spectrum file {path}: {e}')
+
+# ----------------------------------------------------------------------------
+# Plotting.
+
+
+def get_pyplot(save):
+    """matplotlib.pyplot, with the file-only Agg backend when saving; refuses to show without a display."""
+    import matplotlib
+    if save is not None:
+        matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    if save is None:
+        backend = matplotlib.get_backend().lower()
+        try:
+            from matplotlib.backends import BackendFilter, backend_registry
+            non_interactive = backend_registry.list_builtin(BackendFilter.NON_INTERACTIVE)
+        except ImportError:  # matplotlib < 3.9.
+            from matplotlib import rcsetup
+            non_interactive = [name.lower() for name in rcsetup.non_interactive_bk]
+        headless_linux = sys.platform.startswith('linux') and not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+        if backend in non_interactive or (headless_linux and not backend.startswith('module://')):
+            raise click.ClickException('there is no display to show the plot on; use --save=FILE.png to write it to a file')
+    return plt
+
+
+def finish_plot(plt, save):
+    if save is None:
+        plt.show()
+        return
+    directory, name = os.path.split(os.path.abspath(save))
+    if not os.path.isdir(directory):
+        raise click.ClickException(f'--save: folder {directory} does not exist')
+    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex}.tmp')
+    try:
+        plt.savefig(tmp_path, format='png')
+        os.replace(tmp_path, save)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+    print(f'Saved {save}')
+
+
+def to_decibels(spectrum):
+    return 10 * np.log10(np.maximum(spectrum, 1e-30))
+
+
+def plot_heatmap(plt, spectrum, image_size, title):
+    """The centred spectrum in dB; axes in cycles per image (the Nyquist frequency is image_size / 2)."""
+    spectrum_size = spectrum.shape[0]
+    hmap = to_decibels(np.fft.fftshift(spectrum))
+    bin_width = image_size / spectrum_size
+    lo = (-(spectrum_size // 2) - 0.5) * bin_width
+    hi = (spectrum_size - spectrum_size // 2 - 0.5) * bin_width
+    vmax = float(np.percentile(hmap, 99.9))
+    plt.figure(figsize=[6, 4.8], dpi=100, tight_layout=True)
+    plt.imshow(hmap, extent=[lo, hi, hi, lo], cmap='Blues', vmin=vmax - 50, vmax=vmax, interpolation='nearest')
+    plt.colorbar(label='power (dB)')
+    plt.xlabel('horizontal frequency (cycles per image)')
+    plt.ylabel('vertical frequency (cycles per image)')
+    plt.title(title)
+
+
+def spectrum_slices(spectrum, image_size):
+    """Horizontal (through DC) and diagonal 1-D slices, from DC to Nyquist: ((freqs, dB), (freqs, dB))."""
+    spectrum_size = spectrum.shape[0]
+    k = np.arange(spectrum_size // 2 + 1)
+    freqs = k * image_size / spectrum_size
+    horizontal = (freqs, to_decibels(spectrum[0, k]))
+    diagonal = (freqs * np.sqrt(2), to_decibels(spectrum[k, k]))
+    return horizontal, diagonal
+
+
+def plot_slices(plt, spectra):
+    """spectra: [(label, spectrum, image_size)]; solid lines horizontal, dashed lines diagonal."""
+    plt.figure(figsize=[7, 4], dpi=100, tight_layout=True)
+    max_nyquist = 0
+    for idx, (label, spectrum, image_size) in enumerate(spectra):
+        color = f'C{idx % 10}'
+        (hf, hdb), (df, ddb) = spectrum_slices(spectrum, image_size)
+        plt.plot(hf, hdb, color=color, linestyle='-', label=f'{label} (horizontal)')
+        plt.plot(df, ddb, color=color, linestyle='--', label=f'{label} (diagonal)')
+        max_nyquist = max(max_nyquist, image_size / 2)
+        plt.axvline(image_size / 2, color='gray', linestyle=':', linewidth=1)
+    plt.xlim(0, max_nyquist * np.sqrt(2))
+    plt.xlabel('frequency (cycles per image); dotted: Nyquist')
+    plt.ylabel('power (dB)')
+    plt.grid(alpha=0.3)
+    plt.legend(fontsize='small')
+
+# ----------------------------------------------------------------------------
+# Command line.
+
+
+@click.group()
+def main():
+    """Average power spectra of training images and generators (StyleGAN3 paper, Figure 5).
+
+    \b
+    Typical use: 'stats' on the dataset gives --mean and --std; 'calc' with those
+    values on the dataset and on each network gives comparable spectra; 'heatmap'
+    and 'slices' plot them (on screen, or to a PNG with --save).
+    \b
+    python avg_spectra.py stats --source=~/datasets/ffhq-1024x1024.zip
+    python avg_spectra.py calc --source=~/datasets/ffhq-1024x1024.zip \\
+        --dest=tmp/training-data.npz --mean=112.684 --std=69.509
+    python avg_spectra.py calc --source=stylegan3-r-ffhq-1024x1024.pkl \\
+        --dest=tmp/stylegan3-r.npz --mean=112.684 --std=69.509 --num=70000
+    python avg_spectra.py heatmap tmp/training-data.npz --save=heatmap.png
+    python avg_spectra.py slices tmp/training-data.npz tmp/stylegan3-r.npz --save=slices.png
+    """
+
+
+@main.command()
+@click.option('--source', help='Dataset (zip or folder) or network pickle', metavar='[PKL|ZIP|DIR]', required=True)
+@click.option('--num', help='Images to use (a random subset of a dataset)  [default: all; required for networks]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--seed', help='Seed that picks the subset or the latents', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--workers', help='DataLoader worker processes (datasets only)', type=click.IntRange(min=0), default=3, show_default=True)
+def stats(source, num, seed, workers):
+    """Print the pixel mean and standard deviation (0..255) to pass to 'calc'."""
+    device = gen_images.choose_device(verbose=is_network_source(source))
+    num_images, _image_size, batches = open_source(source, num, seed, device, num_workers=workers)
+    batches = tqdm.tqdm(batches, total=-(-num_images // BATCH_SIZE), unit='batch', disable=None)
+    mean, std = pixel_moments(batches)
+    print(f'--mean={mean:g} --std={std:g}')
+
+
+@main.command()
+@click.option('--source', help='Dataset (zip or folder) or network pickle', metavar='[PKL|ZIP|DIR]', required=True)
+@click.option('--dest', help='Output file for the spectrum', metavar='NPZ', required=True)
+@click.option('--mean', help='Pixel mean subtracted before the FFT (from \'stats\')', metavar='FLOAT', type=float, required=True)
+@click.option('--std', help='Pixel standard deviation divided out before the FFT (from \'stats\')', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True), required=True)
+@click.option('--num', help='Images to use (a random subset of a dataset)  [default: all; required for networks]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--seed', help='Seed that picks the subset or the latents', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--beta', help='Kaiser window beta (larger: less leakage, lower resolution)', metavar='FLOAT', type=click.FloatRange(min=0), default=8, show_default=True)
+@click.option('--interp', help='Zero-pad the images to this multiple of their size', metavar='INT', type=click.IntRange(min=1), default=4, show_default=True)
+@click.option('--workers', help='DataLoader worker processes (datasets only)', type=click.IntRange(min=0), default=3, show_default=True)
+def calc(source, dest, mean, std, num, seed, beta, interp, workers):
+    """Average the 2-D power spectrum of the images and write it to an .npz file."""
+    dest_dir = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(dest_dir):
+        raise click.ClickException(f'--dest: folder {dest_dir} does not exist')
+    device = gen_images.choose_device(verbose=is_network_source(source))
+    num_images, image_size, batches = open_source(source, num, seed, device, num_workers=workers)
+    batches = tqdm.tqdm(batches, total=-(-num_images // BATCH_SIZE), unit='batch', disable=None)
+    spectrum = average_spectrum(batches, image_size, mean, std, beta, interp, device)
+    gen_images.save_npz_atomic(dest, spectrum=spectrum, image_size=np.int64(image_size))
+    print(f'Saved {dest}')
+
+
+@main.command()
+@click.argument('npz_file', nargs=1)
+@click.option('--save', help='Save the plot to a PNG file instead of showing it', metavar='PNG')
+def heatmap(npz_file, save):
+    """Plot a spectrum as an image in dB, centred on zero frequency."""
+    spectrum, image_size = load_spectrum(npz_file)
+    plt = get_pyplot(save)
+    plot_heatmap(plt, spectrum, image_size, title=os.path.splitext(os.path.basename(npz_file))[0])
+    finish_plot(plt, save)
+
+
+@main.command()
+@click.argument('npz_files', nargs=-1, required=True)
+@click.option('--save', help='Save the plot to a PNG file instead of showing it', metavar='PNG')
+def slices(npz_files, save):
+    """Plot horizontal and diagonal cuts through one or more spectra."""
+    spectra = [(os.path.splitext(os.path.basename(f))[0], *load_spectrum(f)) for f in npz_files]
+    plt = get_pyplot(save)
+    plot_slices(plt, spectra)
+    finish_plot(plt, save)
+
+
+if __name__ == '__main__':
+    main()

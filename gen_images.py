@@ -1,0 +1,260 @@
+"""Generate images with a pretrained network pickle, e.g.
+
+    python gen_images.py --outdir=out --trunc=1 --seeds=2 \\
+        --network=https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl
+
+    python gen_images.py --outdir=out --seeds=0-35 --class=1 --network=cond-cifar10.pkl
+    python gen_images.py --outdir=out --projected-w=out/projected_w.npz --network=ffhq.pkl
+
+The helpers at the top (seed lists, loading a generator, device choice, image conversion and
+atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
+"""
+
+import os
+import re
+import sys
+import uuid
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+import dnnlib
+import legacy
+
+# ----------------------------------------------------------------------------
+# Option parsing.
+
+MAX_SEED = 2 ** 32 - 1  # np.random.RandomState accepts seeds in [0, 2**32).
+
+
+def parse_range(s):
+    """'1,2,5-10' -> [1, 2, 5, 6, 7, 8, 9, 10]; a list passes through unchanged."""
+    if isinstance(s, list):
+        return s
+    values = []
+    for part in s.split(','):
+        part = part.strip()
+        match = re.fullmatch(r'(\d+)-(\d+)', part)
+        if match:
+            lo, hi = int(match.group(1)), int(match.group(2))
+            if hi < lo:
+                raise click.BadParameter(f'range {part!r} is empty (end below start)')
+            values.extend(range(lo, hi + 1))
+        elif re.fullmatch(r'\d+', part):
+            values.append(int(part))
+        else:
+            raise click.BadParameter(f'{part!r} is not a non-negative integer or a range A-B')
+    return values
+
+
+def parse_seeds(s):
+    """Like parse_range, but every value must be a valid NumPy seed."""
+    seeds = parse_range(s)
+    too_big = [seed for seed in seeds if seed > MAX_SEED]
+    if too_big:
+        raise click.BadParameter(f'seed {too_big[0]} is out of range (seeds go from 0 to {MAX_SEED})')
+    return seeds
+
+
+def parse_vec2(s):
+    """'0.1,-0.2' -> (0.1, -0.2)."""
+    if isinstance(s, tuple):
+        return s
+    parts = s.split(',')
+    try:
+        if len(parts) == 2:
+            return (float(parts[0]), float(parts[1]))
+    except ValueError:
+        pass
+    raise click.BadParameter(f'{s!r} is not of the form X,Y (two numbers)')
+
+# ----------------------------------------------------------------------------
+# Network, device and labels.
+
+
+def choose_device(verbose=True):
+    """The first CUDA GPU if there is one, else the CPU (with a notice, since it is much slower)."""
+    if torch.cuda.is_available():
+        return torch.device('cuda')
+    if verbose:
+        print('No CUDA GPU found: running on the CPU, which is slow for large networks.', file=sys.stderr)
+    return torch.device('cpu')
+
+
+def load_generator(network_pkl, device, option='--network', verbose=True):
+    """G_ema of a network pickle (path or URL), in eval mode on `device`; click errors for unusable files."""
+    if not dnnlib.util.is_url(network_pkl, allow_file_urls=True) and not os.path.isfile(network_pkl):
+        raise click.ClickException(f'{option}: no such file: {network_pkl}')
+    if verbose:
+        print(f'Loading networks from "{network_pkl}"...')
+    try:
+        with dnnlib.util.open_url(network_pkl, verbose=verbose) as f:
+            G = legacy.load_network_pkl(f)['G_ema']
+    except (legacy.NetworkPickleError, dnnlib.util.DownloadError, OSError, ValueError) as e:
+        raise click.ClickException(f'{option}: {e}')
+    if G is None:
+        raise click.ClickException(f'{option}: {network_pkl} holds no G_ema generator')
+    return G.eval().requires_grad_(False).to(device)
+
+
+def make_label(G, class_idx, device, verbose=True):
+    """The conditioning label [1, c_dim]: one-hot for --class, empty for unconditional networks."""
+    label = torch.zeros([1, G.c_dim], device=device)
+    if G.c_dim != 0:
+        if class_idx is None:
+            raise click.ClickException(f'the network is conditional ({G.c_dim} classes): specify a class with '
+                                       f'--class=0..{G.c_dim - 1}')
+        if not 0 <= class_idx < G.c_dim:
+            raise click.ClickException(f'--class={class_idx} is out of range: the network has {G.c_dim} classes '
+                                       f'(0..{G.c_dim - 1})')
+        label[:, class_idx] = 1
+    elif class_idx is not None and verbose:
+        print(f'warn: --class={class_idx} ignored when running on an unconditional network', file=sys.stderr)
+    return label
+
+
+def seed_to_z(seed, z_dim):
+    """The latent of a seed, as in the official scripts: RandomState(seed).randn(1, z_dim) (as float32)."""
+    return np.random.RandomState(seed).randn(1, z_dim).astype(np.float32)
+
+
+def make_transform(translate, angle):
+    """3x3 affine matrix that rotates by `angle` degrees and then translates by `translate` (x, y)."""
+    m = np.eye(3)
+    s = np.sin(angle / 360.0 * np.pi * 2)
+    c = np.cos(angle / 360.0 * np.pi * 2)
+    m[0][0] = c
+    m[0][1] = s
+    m[0][2] = translate[0]
+    m[1][0] = -s
+    m[1][1] = c
+    m[1][2] = translate[1]
+    return m
+
+
+def has_input_transform(G):
+    """True for generators with a user-settable input transform (StyleGAN3)."""
+    return hasattr(G.synthesis, 'input') and isinstance(getattr(G.synthesis.input, 'transform', None), torch.Tensor)
+
+
+def set_input_transform(G, translate, rotate):
+    """Makes a StyleGAN3 generator render its output translated and rotated (the inverse moves the input grid)."""
+    if has_input_transform(G):
+        m = np.linalg.inv(make_transform(translate, rotate))
+        G.synthesis.input.transform.copy_(torch.from_numpy(m))
+    elif tuple(translate) != (0, 0) or rotate != 0:
+        raise click.ClickException('--translate and --rotate need a network with an input transform (StyleGAN3); '
+                                   'this network has none')
+
+# ----------------------------------------------------------------------------
+# Images.
+
+
+def images_to_uint8(img):
+    """Generator output NCHW in about [-1, 1] -> uint8 NHWC (the official conversion)."""
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def save_image(image, path):
+    """Writes a uint8 HWC array (C = 1 or 3) as PNG via a temporary file and a rename."""
+    image = np.asarray(image)
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3)
+    pil_image = PIL.Image.fromarray(image[:, :, 0], 'L') if image.shape[2] == 1 else PIL.Image.fromarray(image, 'RGB')
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex}.tmp')
+    try:
+        pil_image.save(tmp_path, format='PNG')
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def save_npz_atomic(path, **arrays):
+    """np.savez via a temporary file and a rename."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex}.tmp')
+    try:
+        with open(tmp_path, 'wb') as f:
+            np.savez(f, **arrays)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def load_projected_w(path, G, device):
+    """The 'w' array [N, num_ws, w_dim] of a projector.py output file, checked against G."""
+    try:
+        with np.load(path) as data:
+            if 'w' not in data.files:
+                raise click.ClickException(f"--projected-w: {path} holds no 'w' array (it has: {', '.join(data.files)})")
+            ws = data['w']
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f'--projected-w: cannot read {path}: {e}')
+    if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+        raise click.ClickException(f"--projected-w: 'w' has shape {list(ws.shape)}, but this network needs "
+                                   f"[N, {G.num_ws}, {G.w_dim}]")
+    return torch.from_numpy(ws.astype(np.float32)).to(device)
+
+# ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.option('network_pkl', '--network', help='Network pickle to sample from (path or URL)', metavar='PATH|URL', required=True)
+@click.option('--seeds', type=parse_seeds, help='Seeds of the latents, one image each, e.g. 0-3,7', metavar='LIST')
+@click.option('--trunc', 'truncation_psi', type=float, help='Pull w towards the average by this factor (1 = none)', default=1, show_default=True)
+@click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class index for conditional networks')
+@click.option('--noise-mode', help='Per-pixel noise inputs: stored, fresh, or off', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
+@click.option('--translate', help='Shift the output by X,Y (StyleGAN3 only)', type=parse_vec2, default='0,0', show_default=True, metavar='VEC2')
+@click.option('--rotate', help='Rotate the output by this many degrees (StyleGAN3 only)', type=float, default=0, show_default=True, metavar='ANGLE')
+@click.option('--projected-w', help='Render images from saved latents (projector.py output) instead of seeds', type=str, metavar='FILE')
+@click.option('--outdir', help='Folder for the PNG files (created if needed)', type=str, required=True, metavar='DIR')
+def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, projected_w, outdir):
+    """Render images from a network pickle: one PNG per seed, or one per saved latent.
+
+    \b
+    Examples:
+    \b
+    # Four images from a StyleGAN3-R AFHQv2 network, without truncation.
+    python gen_images.py --outdir=out --trunc=1 --seeds=0-3 \\
+        --network=https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl
+    \b
+    # Class 1 of a conditional network, with truncation 0.7.
+    python gen_images.py --outdir=out --trunc=0.7 --seeds=10-12 --class=1 --network=cond.pkl
+    \b
+    # The latents found by projector.py.
+    python gen_images.py --outdir=out --projected-w=out/projected_w.npz --network=ffhq.pkl
+    """
+    if seeds is None and projected_w is None:
+        raise click.ClickException('specify --seeds or --projected-w')
+    device = choose_device()
+    G = load_generator(network_pkl, device)
+    set_input_transform(G, translate, rotate)
+    force_fp32 = (device.type != 'cuda')  # Half precision on the CPU is slow and not supported everywhere.
+    os.makedirs(outdir, exist_ok=True)
+
+    if projected_w is not None:
+        if seeds is not None:
+            print('warn: --seeds is ignored when using --projected-w', file=sys.stderr)
+        if class_idx is not None:
+            print('warn: --class is ignored when using --projected-w (the latents already hold it)', file=sys.stderr)
+        ws = load_projected_w(projected_w, G, device)
+        print(f'Generating {ws.shape[0]} images from "{projected_w}"...')
+        for idx, w in enumerate(ws):
+            img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, force_fp32=force_fp32)
+            save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'proj{idx:02d}.png'))
+        return
+
+    label = make_label(G, class_idx, device)
+    for seed_idx, seed in enumerate(seeds):
+        print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
+        z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device)
+        img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
+        save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'seed{seed:04d}.png'))
+
+
+if __name__ == '__main__':
+    generate_images()
