@@ -9,6 +9,7 @@ returns None, so the caller takes its pure-PyTorch path.
 import glob
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -57,10 +58,19 @@ def _nvidia_pip_include_dirs():
 
 def _find_cuda_home():
     # PyTorch guesses CUDA_HOME from the location of nvcc, which fails for a wrapper script on the
-    # PATH; the toolkit's standard location is the better guess.
+    # PATH; the toolkit's standard location is the better guess. Must run before the first import
+    # of cpp_extension, which reads CUDA_HOME once.
     if not os.environ.get('CUDA_HOME') and not os.environ.get('CUDA_PATH') and os.path.isfile('/usr/local/cuda/bin/nvcc'):
         os.environ['CUDA_HOME'] = '/usr/local/cuda'
-    from torch.utils import cpp_extension
+    # Importing cpp_extension logs "No CUDA runtime is found" on machines without a GPU: true, and
+    # irrelevant when compiling is all we want.
+    logger = logging.getLogger('torch.utils.cpp_extension')
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
     return cpp_extension.CUDA_HOME
 
 
@@ -141,9 +151,6 @@ def get_plugin(module_name, sources, headers=None, source_dir=None, **build_kwar
 
 
 def _build_and_import(module_name, sources, headers, is_cuda, build_kwargs, verbose):
-    cuda_home = _find_cuda_home()  # Before the first import of cpp_extension, which reads CUDA_HOME.
-    from torch.utils import cpp_extension
-
     digest = _source_digest(module_name, sources + headers, build_kwargs, is_cuda)
     name = f'{module_name}_{digest[:12]}'
     build_dir = os.path.join(_extensions_root(), name)
@@ -152,6 +159,9 @@ def _build_and_import(module_name, sources, headers, is_cuda, build_kwargs, verb
     so_path = _built_library(build_dir, name)
     if so_path is not None and os.path.isfile(os.path.join(build_dir, 'BUILD_OK')):
         return _import_built_module(name, so_path)
+
+    cuda_home = _find_cuda_home()
+    from torch.utils import cpp_extension
 
     if is_cuda and cuda_home is None:
         raise RuntimeError('no CUDA toolkit found (nvcc / CUDA_HOME)')
