@@ -79,6 +79,13 @@ def get_metric_fn(name):
     return _sized_metric(name)
 
 
+def detectors_needed(metric):
+    """URLs of the feature detectors a metric loads (so callers can fetch them before long work)."""
+    base = re.sub(r'^(fid|kid|is|pr|ppl|eqt|eqr).*$', r'\1', metric)
+    return {'fid': [metric_utils.INCEPTION_URL], 'kid': [metric_utils.INCEPTION_URL], 'is': [metric_utils.INCEPTION_URL],
+            'pr': [metric_utils.VGG16_URL], 'ppl': [metric_utils.VGG16_URL]}.get(base, [])
+
+
 def is_valid_metric(metric):
     return get_metric_fn(metric) is not None
 

@@ -2,8 +2,8 @@
 
 import json
 import pickle
+import io
 import socket
-import textwrap
 import zipfile
 
 import numpy as np
@@ -11,72 +11,22 @@ import PIL.Image
 import pytest
 import torch
 
-import dnnlib
 from helpers import run_python
-
-INCEPTION_STANDIN = '''
-import torch
-
-class InceptionStandIn(torch.nn.Module):
-    """Inception-v3 call convention: uint8 NCHW in; pool features or class probabilities out."""
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.register_buffer('proj', torch.randn(3 * 8 * 8, 48, generator=g))
-        self.register_buffer('cls', torch.randn(48, 1008, generator=g))
-
-    def forward(self, img: torch.Tensor, return_features: bool = False, no_output_bias: bool = False) -> torch.Tensor:
-        assert img.dtype == torch.uint8 and img.shape[1] == 3
-        x = torch.nn.functional.adaptive_avg_pool2d(img.to(torch.float32) / 255, [8, 8]).flatten(1)
-        features = torch.tanh(x @ self.proj)
-        if return_features:
-            return features
-        return torch.softmax(features @ self.cls, dim=1)
-'''
-
-VGG_STANDIN = '''
-import torch
-from torch_utils import persistence
-
-@persistence.persistent_class
-class VGGStandIn(torch.nn.Module):
-    """VGG16 call convention: float [0, 255] (LPIPS) or uint8 NCHW in; features or LPIPS features out."""
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(1)
-        self.register_buffer('proj', torch.randn(3 * 8 * 8, 32, generator=g))
-
-    def forward(self, img, resize_images=True, return_lpips=False, return_features=False):
-        x = torch.nn.functional.adaptive_avg_pool2d(img.to(torch.float32) / 255, [8, 8]).flatten(1)
-        features = torch.tanh(x @ self.proj)
-        if return_lpips:
-            return features / features.norm(dim=1, keepdim=True)
-        return features
-'''
+from metric_standins import write_standin_detectors
 
 
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp('metrics')
     # Detectors: a TorchScript archive and a pickled persistent module.
-    (root / 'inception_standin_mod.py').write_text(INCEPTION_STANDIN)
-    (root / 'vgg_standin_mod.py').write_text(VGG_STANDIN)
-    r = run_python(['-c', textwrap.dedent(f'''
-        import sys, pickle, torch
-        sys.path.insert(0, {str(root)!r})
-        import inception_standin_mod, vgg_standin_mod
-        torch.jit.save(torch.jit.script(inception_standin_mod.InceptionStandIn()), {str(root / 'inception.pt')!r})
-        with open({str(root / 'vgg16.pkl')!r}, 'wb') as f:
-            pickle.dump(vgg_standin_mod.VGGStandIn(), f)
-    ''')])
-    assert r.returncode == 0, r.stderr
+    write_standin_detectors(root)
 
     # Dataset: 24 random 16x16 images in a zip.
     rnd = np.random.RandomState(0)
     with zipfile.ZipFile(root / 'data.zip', 'w') as zf:
         for i in range(24):
             img = (rnd.rand(16, 16, 3) * 255).astype(np.uint8)
-            buf = __import__('io').BytesIO()
+            buf = io.BytesIO()
             PIL.Image.fromarray(img).save(buf, format='png')
             zf.writestr(f'00000/img{i:08d}.png', buf.getvalue())
         zf.writestr('dataset.json', json.dumps({'labels': None}))

@@ -1,0 +1,453 @@
+"""Train a StyleGAN2 or StyleGAN3 generator (alias-free GAN) on an image dataset.
+
+Examples:
+
+\b
+# Train StyleGAN3-T for AFHQv2 using 8 GPUs.
+python train.py --outdir=~/training-runs --cfg=stylegan3-t --data=~/datasets/afhqv2-512x512.zip \\
+    --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+
+\b
+# Continue an interrupted run exactly where it stopped.
+python train.py --outdir=~/training-runs --cfg=stylegan3-t --data=~/datasets/afhqv2-512x512.zip \\
+    --gpus=8 --batch=32 --gamma=8.2 --mirror=1 --resume=~/training-runs/00000-stylegan3-t-afhqv2-512x512-gpus8-batch32-gamma8.2
+
+\b
+# Several nodes with the standard launcher (--gpus = total number of processes).
+torchrun --nnodes=2 --nproc_per_node=8 ... train.py --gpus=16 ...
+"""
+
+import copy
+import json
+import os
+import re
+import tempfile
+
+import click
+import torch
+
+import dnnlib
+import legacy
+from metrics import metric_main
+from metrics import metric_utils
+from torch_utils import custom_ops
+from torch_utils import training_stats
+from training import training_loop
+
+# Options of a run directory that may change when it is continued; everything else must stay the same.
+CONTINUABLE_KEYS = ('total_kimg', 'kimg_per_tick', 'image_snapshot_ticks', 'network_snapshot_ticks',
+                    'data_loader_kwargs', 'keep_snapshots', 'cudnn_benchmark', 'metrics', 'num_gpus', 'batch_gpu',
+                    'run_dir', 'resume_pkl', 'resume_kimg', 'resume_state', 'ema_rampup', 'ada_kimg')
+LOSS_KEYS_SET_BY_RESUME = ('blur_init_sigma',)
+
+# ----------------------------------------------------------------------------
+# Launching the processes.
+
+
+def distributed_env():
+    """(rank, world_size, local_rank) when started by torchrun (or another env:// launcher), else None."""
+    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
+        return int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ.get('LOCAL_RANK', 0))
+    return None
+
+
+def process_device(local_rank):
+    return torch.device('cuda', local_rank) if torch.cuda.is_available() else torch.device('cpu')
+
+
+def init_distributed(rank, num_gpus, local_rank, init_method):
+    """Joins the process group (NCCL on GPUs, gloo on the CPU) and routes statistics through it."""
+    device = process_device(local_rank)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    if num_gpus > 1:
+        backend = 'nccl' if device.type == 'cuda' else 'gloo'
+        kwargs = dict(device_id=device) if backend == 'nccl' else dict()
+        torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
+                                             world_size=num_gpus, **kwargs)
+    sync_device = device if (num_gpus > 1 and device.type == 'cuda') else None
+    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    if rank != 0:
+        custom_ops.verbosity = 'none'
+    return device
+
+
+def run_training(c, rank, local_rank):
+    """Body of every process once the process group is up."""
+    if rank == 0:
+        dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt'), file_mode='a', should_flush=True)
+        if process_device(local_rank).type == 'cpu':
+            print('No CUDA GPU found: training on the CPU in float32. This is slow; use it for small experiments.')
+    training_loop.training_loop(rank=rank, device=process_device(local_rank), **c)
+
+
+def spawned_process(rank, c, temp_dir):
+    """Entry point of each process started by `--gpus=N` (N > 1) on one machine."""
+    init_file = os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))
+    init_distributed(rank=rank, num_gpus=c.num_gpus, local_rank=rank, init_method=f'file://{init_file}')
+    try:
+        run_training(c, rank=rank, local_rank=rank)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def write_options(c):
+    path = os.path.join(c.run_dir, 'training_options.json')
+    text = json.dumps(c, indent=2).encode('utf-8')
+    training_loop.write_atomically(path, lambda f: f.write(text))
+
+
+def launch_training(c, desc, outdir, dry_run, continue_dir):
+    dnnlib.util.Logger(should_flush=True)
+    env = distributed_env()
+    is_main = env is None or env[0] == 0
+
+    if continue_dir is not None:
+        c.run_dir = continue_dir
+    else:
+        prev_run_dirs = [x for x in os.listdir(outdir) if os.path.isdir(os.path.join(outdir, x))] \
+            if os.path.isdir(outdir) else []
+        prev_run_ids = [re.match(r'^\d+', x) for x in prev_run_dirs]
+        prev_run_ids = [int(x.group()) for x in prev_run_ids if x is not None]
+        cur_run_id = max(prev_run_ids, default=-1) + 1
+        c.run_dir = os.path.join(outdir, f'{cur_run_id:05d}-{desc}')
+
+    if is_main:
+        print()
+        print('Training options:')
+        print(json.dumps(c, indent=2))
+        print()
+        print(f'Output directory:    {c.run_dir}' + (' (continuing)' if continue_dir is not None else ''))
+        print(f'Number of processes: {c.num_gpus}')
+        print(f'Batch size:          {c.batch_size} images')
+        print(f'Training duration:   {c.total_kimg} kimg')
+        print(f'Dataset path:        {c.training_set_kwargs.path}')
+        print(f'Dataset size:        {c.training_set_kwargs.max_size} images')
+        print(f'Dataset resolution:  {c.training_set_kwargs.resolution}')
+        print(f'Dataset labels:      {c.training_set_kwargs.use_labels}')
+        print(f'Dataset x-flips:     {c.training_set_kwargs.xflip}')
+        print()
+    if dry_run:
+        if is_main:
+            print('Dry run; exiting.')
+        return
+
+    if env is not None:
+        # Started by torchrun: this process is one rank; rank 0 creates the directory and tells the others.
+        rank, world_size, local_rank = env
+        init_distributed(rank=rank, num_gpus=world_size, local_rank=local_rank, init_method='env://')
+        try:
+            if rank == 0:
+                prepare_run_dir(c, continue_dir)
+            run_dir = [c.run_dir]
+            if world_size > 1:
+                torch.distributed.broadcast_object_list(run_dir, src=0)
+            c.run_dir = run_dir[0]
+            run_training(c, rank=rank, local_rank=local_rank)
+        finally:
+            if world_size > 1:
+                torch.distributed.destroy_process_group()
+        return
+
+    prepare_run_dir(c, continue_dir)
+    print('Launching processes...')
+    torch.multiprocessing.set_start_method('spawn', force=True)
+    if c.num_gpus == 1:
+        init_distributed(rank=0, num_gpus=1, local_rank=0, init_method=None)
+        run_training(c, rank=0, local_rank=0)
+    else:
+        with tempfile.TemporaryDirectory() as temp_dir:
+            torch.multiprocessing.spawn(fn=spawned_process, args=(c, temp_dir), nprocs=c.num_gpus)
+
+
+def prepare_run_dir(c, continue_dir):
+    print('Creating output directory...')
+    if continue_dir is None:
+        os.makedirs(c.run_dir, exist_ok=False)
+    else:
+        training_loop.remove_partial_files(c.run_dir)
+    write_options(c)
+
+# ----------------------------------------------------------------------------
+# Building and checking the configuration.
+
+
+def init_dataset_kwargs(data, cond):
+    """Opens the dataset once to check it and read its shape; returns (kwargs, name)."""
+    from training import dataset as dataset_module
+    try:
+        kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=cond,
+                                 max_size=None, xflip=False)
+        with dnnlib.util.construct_class_by_name(**kwargs) as dataset_obj:
+            kwargs.resolution = dataset_obj.resolution
+            kwargs.max_size = len(dataset_obj)
+            has_labels = dataset_obj.has_labels
+            name = dataset_obj.name
+    except (IOError, dataset_module.DatasetError) as err:
+        if cond:
+            raise click.ClickException(f'--cond=True needs labels in the dataset: {err}') from None
+        raise click.ClickException(f'--data: {err}') from None
+    if cond and not has_labels:
+        raise click.ClickException('--cond=True requires labels specified in dataset.json')
+    return kwargs, name
+
+
+def int_if_integral(value):
+    return int(value) if float(value).is_integer() else value
+
+
+def parse_comma_separated_list(s):
+    if isinstance(s, list):
+        return s
+    if s is None or s.lower() == 'none' or s == '':
+        return []
+    return s.split(',')
+
+
+def check_resume_pkl(resume, training_set_kwargs):
+    """Refuses a network pickle that cannot initialise networks for this dataset."""
+    try:
+        with dnnlib.util.open_url(resume, verbose=False) as f:
+            data = legacy.load_network_pkl(f)
+    except (OSError, legacy.NetworkPickleError) as err:
+        raise click.ClickException(f'--resume: {err}') from None
+    for key in ('G', 'D', 'G_ema'):
+        net = data[key]
+        if net is None:
+            continue
+        if net.img_resolution != training_set_kwargs.resolution:
+            raise click.ClickException(f'--resume: {key} in {resume} is for {net.img_resolution}x{net.img_resolution} '
+                                       f'images, but the dataset is {training_set_kwargs.resolution}x'
+                                       f'{training_set_kwargs.resolution}')
+
+
+def find_continuation(run_dir):
+    """(snapshot pkl, training state) to continue an interrupted run directory."""
+    if not os.path.isfile(os.path.join(run_dir, 'training_options.json')):
+        raise click.ClickException(f'--resume: {run_dir} is not a training run directory '
+                                   f'(it has no training_options.json)')
+    pairs = [(pkl, state) for _kimg, pkl, state in training_loop.list_snapshots(run_dir) if state is not None]
+    if len(pairs) == 0:
+        raise click.ClickException(f'--resume: {run_dir} has no network snapshot with a training state to continue '
+                                   f'from; pass a network-snapshot-*.pkl as --resume to start a new run from it')
+    return pairs[-1]
+
+
+def merge_continued_options(c, run_dir):
+    """The saved options of an interrupted run, updated with the options that may change between sessions."""
+    with open(os.path.join(run_dir, 'training_options.json')) as f:
+        saved = json.load(f, object_hook=dnnlib.EasyDict)
+    for key in sorted(set(c.keys()) | set(saved.keys())):
+        if key in CONTINUABLE_KEYS:
+            continue
+        new = c.get(key)
+        old = saved.get(key)
+        if key == 'loss_kwargs' and isinstance(new, dict) and isinstance(old, dict):
+            new = {k: v for k, v in new.items() if k not in LOSS_KEYS_SET_BY_RESUME}
+            old = {k: v for k, v in old.items() if k not in LOSS_KEYS_SET_BY_RESUME}
+        if json.loads(json.dumps(new)) != old:
+            raise click.ClickException(f'--resume: {run_dir} was trained with {key}={json.dumps(old)}, not '
+                                       f'{json.dumps(new)}; pass the options of that run to continue it')
+    merged = copy.deepcopy(saved)
+    for key in CONTINUABLE_KEYS:
+        if key in c and key not in ('ema_rampup', 'ada_kimg'):
+            merged[key] = c[key]
+    merged.data_loader_kwargs = c.data_loader_kwargs
+    return merged
+
+# ----------------------------------------------------------------------------
+
+
+@click.command()
+# Required.
+@click.option('--outdir',       help='Where to save the results', metavar='DIR',                required=True)
+@click.option('--cfg',          help='Base configuration',                                      type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2']), required=True)
+@click.option('--data',         help='Training data', metavar='[ZIP|DIR]',                      type=str, required=True)
+@click.option('--gpus',         help='Number of GPUs (processes) to use', metavar='INT',        type=click.IntRange(min=1), required=True)
+@click.option('--batch',        help='Total batch size', metavar='INT',                         type=click.IntRange(min=1), required=True)
+@click.option('--gamma',        help='R1 regularization weight', metavar='FLOAT',               type=click.FloatRange(min=0), required=True)
+# Optional features.
+@click.option('--cond',         help='Train conditional model', metavar='BOOL',                 type=bool, default=False, show_default=True)
+@click.option('--mirror',       help='Enable dataset x-flips', metavar='BOOL',                  type=bool, default=False, show_default=True)
+@click.option('--aug',          help='Augmentation mode',                                       type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
+@click.option('--resume',       help='Resume from a network pickle, or continue an interrupted run directory', metavar='[PATH|URL|DIR]', type=str)
+@click.option('--resume-kimg',  help='kimg to continue the schedule from with a pickle --resume', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--freezed',      help='Freeze first layers of D', metavar='INT',                 type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--loss',         help='Loss function',                                           type=click.Choice(['stylegan2', 'wgangp']), default='stylegan2', show_default=True)
+# Misc hyperparameters.
+@click.option('--p',            help='Probability for --aug=fixed', metavar='FLOAT',            type=click.FloatRange(min=0, max=1), default=0.2, show_default=True)
+@click.option('--target',       help='Target value for --aug=ada', metavar='FLOAT',             type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
+@click.option('--batch-gpu',    help='Limit batch size per GPU', metavar='INT',                 type=click.IntRange(min=1))
+@click.option('--cbase',        help='Capacity multiplier', metavar='INT',                      type=click.IntRange(min=1), default=32768, show_default=True)
+@click.option('--cmax',         help='Max. feature maps', metavar='INT',                        type=click.IntRange(min=1), default=512, show_default=True)
+@click.option('--glr',          help='G learning rate  [default: varies]', metavar='FLOAT',     type=click.FloatRange(min=0))
+@click.option('--dlr',          help='D learning rate', metavar='FLOAT',                        type=click.FloatRange(min=0), default=0.002, show_default=True)
+@click.option('--map-depth',    help='Mapping network depth  [default: varies]', metavar='INT', type=click.IntRange(min=1))
+@click.option('--mbstd-group',  help='Minibatch std group size', metavar='INT',                 type=click.IntRange(min=1), default=4, show_default=True)
+# Misc settings.
+@click.option('--desc',         help='String to include in result dir name', metavar='STR',     type=str)
+@click.option('--metrics',      help='Quality metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list, default='fid50k_full', show_default=True)
+@click.option('--kimg',         help='Total training duration (fractions allowed)', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True)
+@click.option('--tick',         help='How often to print progress (fractions allowed)', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
+@click.option('--snap',         help='How often to save snapshots', metavar='TICKS',            type=click.IntRange(min=1), default=50, show_default=True)
+@click.option('--keep-snapshots', help='Keep only the newest N network snapshots', metavar='N', type=click.IntRange(min=1))
+@click.option('--seed',         help='Random seed', metavar='INT',                              type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--fp32',         help='Disable mixed-precision', metavar='BOOL',                 type=bool, default=False, show_default=True)
+@click.option('--nobench',      help='Disable cuDNN benchmarking', metavar='BOOL',              type=bool, default=False, show_default=True)
+@click.option('--workers',      help='DataLoader worker processes', metavar='INT',              type=click.IntRange(min=0), default=3, show_default=True)
+@click.option('-n', '--dry-run', help='Print training options and exit',                        is_flag=True)
+def main(**kwargs):
+    """Train a GAN using the techniques described in the paper
+    "Alias-Free Generative Adversarial Networks" (StyleGAN3) or "Analyzing and Improving the Image Quality
+    of StyleGAN" (StyleGAN2).
+    """
+    opts = dnnlib.EasyDict(kwargs)
+    c = dnnlib.EasyDict()  # Main config dict.
+    c.G_kwargs = dnnlib.EasyDict(class_name=None, z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
+                                 mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss')
+    c.data_loader_kwargs = dnnlib.EasyDict(num_workers=opts.workers)
+    if opts.workers > 0:
+        c.data_loader_kwargs.prefetch_factor = 2
+    if torch.cuda.is_available():
+        c.data_loader_kwargs.pin_memory = True
+
+    # Metrics: valid names, and their feature detectors fetched now rather than at the first snapshot.
+    for metric in opts.metrics:
+        if not metric_main.is_valid_metric(metric):
+            raise click.ClickException(f'--metrics: unknown metric {metric!r}; valid metrics: '
+                                       f'{", ".join(metric_main.list_valid_metrics())} (or none)')
+    if not opts.dry_run:
+        for url in sorted({url for metric in opts.metrics for url in metric_main.detectors_needed(metric)}):
+            try:
+                metric_utils.get_feature_detector(url)
+            except metric_utils.MetricError as e:
+                raise click.ClickException(f'--metrics: {e}')
+
+    # Processes.
+    env = distributed_env()
+    if env is not None and env[1] != opts.gpus:
+        raise click.ClickException(f'--gpus={opts.gpus} does not match the {env[1]} processes started by the '
+                                   f'launcher (WORLD_SIZE); pass --gpus={env[1]}')
+    if env is None and torch.cuda.is_available() and opts.gpus > torch.cuda.device_count():
+        raise click.ClickException(f'--gpus={opts.gpus}, but only {torch.cuda.device_count()} GPUs are visible')
+
+    # Hyperparameters & settings.
+    c.num_gpus = opts.gpus
+    c.batch_size = opts.batch
+    c.batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
+    c.G_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
+    c.G_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
+    c.G_kwargs.mapping_kwargs.num_layers = (8 if opts.cfg == 'stylegan2' else 2) if opts.map_depth is None \
+        else opts.map_depth
+    c.D_kwargs.block_kwargs.freeze_layers = opts.freezed
+    c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
+    c.G_opt_kwargs.lr = (0.002 if opts.cfg == 'stylegan2' else 0.0025) if opts.glr is None else opts.glr
+    c.D_opt_kwargs.lr = opts.dlr
+    c.metrics = opts.metrics
+    c.total_kimg = int_if_integral(opts.kimg)
+    c.kimg_per_tick = int_if_integral(opts.tick)
+    c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
+    c.keep_snapshots = opts.keep_snapshots
+    c.random_seed = opts.seed
+
+    # Sanity checks.
+    if c.batch_size % c.num_gpus != 0:
+        raise click.ClickException('--batch must be a multiple of --gpus')
+    if c.batch_size % (c.num_gpus * c.batch_gpu) != 0:
+        raise click.ClickException('--batch must be a multiple of --gpus times --batch-gpu')
+    if c.batch_gpu < c.D_kwargs.epilogue_kwargs.mbstd_group_size:
+        raise click.ClickException('--batch-gpu cannot be smaller than --mbstd-group')
+
+    # Training set.
+    c.training_set_kwargs, dataset_name = init_dataset_kwargs(data=opts.data, cond=opts.cond)
+    c.training_set_kwargs.use_labels = opts.cond
+    c.training_set_kwargs.xflip = opts.mirror
+    c.training_set_kwargs.random_seed = opts.seed
+
+    # Loss.
+    if opts.loss == 'stylegan2':
+        c.loss_kwargs.r1_gamma = opts.gamma
+    else:
+        c.loss_kwargs.class_name = 'training.loss.WGANGPLoss'
+        c.loss_kwargs.gp_weight = opts.gamma
+
+    # Base configuration.
+    c.ema_kimg = c.batch_size * 10 / 32
+    if opts.cfg == 'stylegan2':
+        c.G_kwargs.class_name = 'training.networks_stylegan2.Generator'
+        c.loss_kwargs.style_mixing_prob = 0.9  # Style mixing regularisation.
+        if opts.loss == 'stylegan2':
+            c.loss_kwargs.pl_weight = 2  # Path length regularisation.
+            c.loss_kwargs.pl_no_weight_grad = True  # Faster: no conv weight gradients inside the PL gradient.
+            c.G_reg_interval = 4  # Lazy regularisation for G.
+        c.G_kwargs.fused_modconv_default = 'inference_only'  # Faster training with regular convolutions.
+    else:
+        c.G_kwargs.class_name = 'training.networks_stylegan3.Generator'
+        c.G_kwargs.magnitude_ema_beta = 0.5 ** (c.batch_size / (20 * 1e3))
+        if opts.cfg == 'stylegan3-r':
+            c.G_kwargs.conv_kernel = 1  # 1x1 convolutions: rotation equivariance.
+            c.G_kwargs.channel_base *= 2  # Twice the feature maps to compensate.
+            c.G_kwargs.channel_max *= 2
+            c.G_kwargs.use_radial_filters = True  # Radially symmetric downsampling filters.
+            c.loss_kwargs.blur_init_sigma = 10  # Blur the images seen by D.
+            c.loss_kwargs.blur_fade_kimg = c.batch_size * 200 / 32  # Fade the blur out over 200k images.
+
+    # Augmentation.
+    if opts.aug != 'noaug':
+        c.augment_kwargs = dnnlib.EasyDict(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1, xint=1,
+                                           scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1,
+                                           lumaflip=1, hue=1, saturation=1)
+        if opts.aug == 'ada':
+            c.ada_target = opts.target
+        if opts.aug == 'fixed':
+            c.augment_p = opts.p
+
+    # Performance-related toggles.
+    if opts.fp32:
+        c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0
+        c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None
+    if opts.nobench:
+        c.cudnn_benchmark = False
+
+    # Resume.
+    continue_dir = None
+    if opts.resume is not None and os.path.isdir(opts.resume):
+        if opts.resume_kimg != 0 or opts.desc is not None:
+            raise click.ClickException('--resume-kimg and --desc apply to a new run; a continued run directory '
+                                       'keeps its name and image count')
+        continue_dir = os.path.abspath(opts.resume)
+        resume_pkl, resume_state = find_continuation(continue_dir)
+        c = merge_continued_options(c, continue_dir)
+        c.resume_pkl = resume_pkl
+        c.resume_state = resume_state
+    elif opts.resume is not None:
+        check_resume_pkl(opts.resume, c.training_set_kwargs)
+        c.resume_pkl = opts.resume
+        c.resume_kimg = opts.resume_kimg
+        c.ada_kimg = 100  # Make ADA react faster at the beginning.
+        c.ema_rampup = None  # Disable EMA rampup.
+        c.loss_kwargs.blur_init_sigma = 0  # Disable blur rampup.
+    elif opts.resume_kimg != 0:
+        raise click.ClickException('--resume-kimg needs --resume')
+
+    # Description string.
+    desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{opts.gamma:g}'
+    if opts.loss != 'stylegan2':
+        desc += f'-{opts.loss}'
+    if opts.desc is not None:
+        desc += f'-{opts.desc}'
+
+    # Launch.
+    launch_training(c=c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run, continue_dir=continue_dir)
+
+# ----------------------------------------------------------------------------
+
+
+if __name__ == '__main__':
+    main()
+
+# ----------------------------------------------------------------------------
