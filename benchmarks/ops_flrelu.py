@@ -1,9 +1,10 @@
 """CPU timings of filtered_lrelu: 'fast' (fused C++ kernel) against 'ref', measured in the same run.
 
-Usage: python benchmarks/ops_flrelu.py [--threads 2] [--repeats 5] [--batch 4] [--example-only] [--cpu-time]
+Usage: python benchmarks/ops_flrelu.py [--threads 2] [--repeats 5] [--batch 4] [--example-only] [--cpu-time] [--config T|R]
 
 Shapes: every filtered_lrelu of a StyleGAN3-T generator at 64x64 (channel_base 8192, channel_max 256,
-batch 4; layers with identical shapes are timed once and counted), plus the example of the issue
+batch 4; layers with identical shapes are timed once and counted) -- or, with --config R, the StyleGAN3-R
+64x64 layers with radial 2-D downsampling filters (channel_base 16384, channel_max 512) --, plus the example of the issue
 (batch 4, 256 channels, 82x82, up 2, down 2, 12-tap filters). bench_filtered_lrelu() returns rows
 (op, shape, ref ms, fast ms) like the bench_* functions of benchmarks/ops_core.py.
 """
@@ -81,6 +82,26 @@ def _lowpass(taps, cutoff, width, fs):
         return None
     return torch.as_tensor(scipy.signal.firwin(numtaps=taps, cutoff=cutoff, width=width, fs=fs), dtype=torch.float32)
 
+
+def sg3r_radial_layer_shapes(img_resolution=64, channel_base=16384, channel_max=512):
+    """filtered_lrelu arguments of the StyleGAN3-R synthesis layers that use a radial (non-separable
+    2-D) downsampling filter, taken from the network itself (1x1 convolutions, conv_clamp 256)."""
+    from training import networks_stylegan3  # pylint: disable=import-outside-toplevel
+    synthesis = networks_stylegan3.SynthesisNetwork(w_dim=512, img_resolution=img_resolution, img_channels=3,
+        channel_base=channel_base, channel_max=channel_max, conv_kernel=1, use_radial_filters=True, conv_clamp=256)
+    layers = []
+    for name in synthesis.layer_names:
+        layer = getattr(synthesis, name)
+        if layer.down_filter is None or layer.down_filter.ndim != 2:
+            continue
+        px0, px1, py0, py1 = layer.padding
+        assert (px0, px1) == (py0, py1) and layer.in_size[0] == layer.in_size[1]
+        shape = LayerShape(layer.out_channels, int(layer.in_size[0]) + layer.conv_kernel - 1,
+                           layer.up_factor, layer.down_factor, layer.up_taps, layer.down_taps, (px0, px1))
+        filters = dict(fu=layer.up_filter, fd=layer.down_filter, gain=np.sqrt(2), slope=0.2)
+        layers.append((name.split('_')[0], shape, filters))
+    return layers
+
 #----------------------------------------------------------------------------
 
 def _compare(name, shape_str, batch, shape, filters, repeats, clock):
@@ -108,9 +129,10 @@ def _compare(name, shape_str, batch, shape, filters, repeats, clock):
     return rows
 
 
-def bench_filtered_lrelu(batch=4, repeats=5, example_only=False, clock=time.perf_counter):
-    """Rows (op, shape, ref ms, fast ms); the issue's example and the StyleGAN3-T 64x64 layers (grouped
-    by shape, plus a per-generator total weighted by how often each shape occurs)."""
+def bench_filtered_lrelu(batch=4, repeats=5, example_only=False, clock=time.perf_counter, config='T'):
+    """Rows (op, shape, ref ms, fast ms); the issue's example and the 64x64 layers of StyleGAN3-T
+    (config 'T': every layer) or StyleGAN3-R (config 'R': the layers with radial 2-D downsampling
+    filters), grouped by shape, plus a total weighted by how often each shape occurs."""
     rows = []
     example = LayerShape(256, 82, 2, 2, 12, 12, (11, 10))
     example_filters = dict(fu=_lowpass(12, 8, 8, 64), fd=_lowpass(12, 8, 8, 64), gain=np.sqrt(2), slope=0.2)
@@ -118,7 +140,8 @@ def bench_filtered_lrelu(batch=4, repeats=5, example_only=False, clock=time.perf
     if example_only:
         return rows
     groups = collections.OrderedDict()
-    for name, shape, filters in sg3t_layer_shapes():
+    layers = sg3t_layer_shapes() if config == 'T' else sg3r_radial_layer_shapes()
+    for name, shape, filters in layers:
         groups.setdefault(shape, []).append((name, filters))
     totals = collections.defaultdict(lambda: [0.0, 0.0])
     for shape, members in groups.items():
@@ -130,7 +153,7 @@ def bench_filtered_lrelu(batch=4, repeats=5, example_only=False, clock=time.perf
             totals[mode][0] += ref_ms * len(members)
             totals[mode][1] += fast_ms * len(members)
     for mode, (ref_ms, fast_ms) in totals.items():
-        rows.append((f'flrelu G total {mode}', 'sg3t-64 b' + str(batch), ref_ms, fast_ms))
+        rows.append((f'flrelu G total {mode}', f'sg3{config.lower()}-64 b{batch}', ref_ms, fast_ms))
     return rows
 
 #----------------------------------------------------------------------------
@@ -147,12 +170,13 @@ def main():
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per measurement (median reported)')
     parser.add_argument('--batch', type=int, default=4, help='batch size')
     parser.add_argument('--example-only', action='store_true', help='only the 82x82 example of the issue')
+    parser.add_argument('--config', choices=['T', 'R'], default='T', help='StyleGAN3-T layers, or the radial-filter layers of StyleGAN3-R')
     parser.add_argument('--cpu-time', action='store_true', help='process CPU time (all threads) instead of wall time; steadier on a busy machine')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     clock = time.process_time if args.cpu_time else time.perf_counter
-    rows = bench_filtered_lrelu(batch=args.batch, repeats=args.repeats, example_only=args.example_only, clock=clock)
+    rows = bench_filtered_lrelu(batch=args.batch, repeats=args.repeats, example_only=args.example_only, clock=clock, config=args.config)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats} runs, '
           f'{"CPU" if args.cpu_time else "wall"} time')
     print_table(rows)

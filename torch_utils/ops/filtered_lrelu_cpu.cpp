@@ -86,11 +86,22 @@ void multi_axpy(T* out, int64_t n, const T* const* src, const T* coef, int64_t c
     }
 }
 
+// The taps of one 1-D polyphase structure: output k = up*m + r reads input down*m + offset[t] with
+// kernel index index[t], for t in [start[r], start[r + 1]). Offsets are relative to `lo`, the
+// smallest offset of any phase, so they are never negative.
+struct PhaseTaps {
+    std::vector<int64_t> offset, index, start;
+    int64_t lo = 0, hi = 0;
+};
+
 // Per-thread scratch memory, grown on demand and reused across planes.
 template <typename T>
 struct Scratch {
-    std::vector<T> padded, phases, tmp_a, tmp_mid, tmp_b;
+    std::vector<T> padded, phases, tmp_a, tmp_mid, tmp_b, prepared, out_phases;
     std::vector<const T*> src;
+    PhaseTaps taps_x, taps_y;
+    std::vector<int64_t> tap_offset, tap_start;
+    std::vector<T> tap_coef;
     std::vector<T> coef;
     T* get(std::vector<T>& v, int64_t n) { if ((int64_t)v.size() < n) v.resize(n); return v.data(); }
 };
@@ -251,6 +262,167 @@ void column_pass(const T* in, int64_t width, const Axis& a, const T* g, int64_t 
     }
 }
 
+// Width in bytes of the vectors the 2-D stage accumulates in (one AVX-512 register; compilers split
+// it into narrower registers where the CPU has none that wide).
+constexpr int kVectorBytes = 64;
+
+// dst[w0 : w0 + NV*lanes] = sum_t coef[t] * base[offset[t] + w0 : ...], the block held in registers
+// for the whole tap loop: each tap costs one load and one multiply-add per vector, with no
+// read-modify-write of the output. Even and odd taps go to separate accumulators so that short
+// blocks still have enough independent multiply-add chains to hide their latency.
+template <typename T, int NV>
+void gather_block(T* dst, int64_t w0, const T* base, const int64_t* offset, const T* coef, int64_t count)
+{
+    typedef T Vec __attribute__((vector_size(kVectorBytes)));
+    constexpr int lanes = kVectorBytes / sizeof(T);
+    Vec even[NV], odd[NV];
+    for (int v = 0; v < NV; v++)
+        even[v] = odd[v] = Vec{};
+    base += w0;
+    int64_t t = 0;
+    for (; t + 1 < count; t += 2) {
+        const T* p0 = base + offset[t];
+        const T* p1 = base + offset[t + 1];
+        const T c0 = coef[t], c1 = coef[t + 1];
+        for (int v = 0; v < NV; v++) {
+            Vec a, b;
+            __builtin_memcpy(&a, p0 + v * lanes, sizeof(Vec));
+            __builtin_memcpy(&b, p1 + v * lanes, sizeof(Vec));
+            even[v] += c0 * a;
+            odd[v] += c1 * b;
+        }
+    }
+    if (t < count) {
+        const T* p0 = base + offset[t];
+        const T c0 = coef[t];
+        for (int v = 0; v < NV; v++) {
+            Vec a;
+            __builtin_memcpy(&a, p0 + v * lanes, sizeof(Vec));
+            even[v] += c0 * a;
+        }
+    }
+    for (int v = 0; v < NV; v++) {
+        const Vec sum = even[v] + odd[v];
+        __builtin_memcpy(dst + w0 + v * lanes, &sum, sizeof(Vec));
+    }
+}
+
+// dst[0:n] = sum_t coef[t] * base[offset[t] : offset[t] + n], n a multiple of the vector lanes.
+template <typename T>
+void gather_rows(T* dst, int64_t n, const T* base, const int64_t* offset, const T* coef, int64_t count)
+{
+    constexpr int lanes = kVectorBytes / sizeof(T);
+    int64_t w0 = 0;
+    for (; w0 + 4 * lanes <= n; w0 += 4 * lanes)
+        gather_block<T, 4>(dst, w0, base, offset, coef, count);
+    const int64_t rest = (n - w0) / lanes;
+    if (rest == 3) gather_block<T, 3>(dst, w0, base, offset, coef, count);
+    if (rest == 2) gather_block<T, 2>(dst, w0, base, offset, coef, count);
+    if (rest == 1) gather_block<T, 1>(dst, w0, base, offset, coef, count);
+}
+
+// Tabulates the polyphase taps of axis `a` for a kernel of `taps` samples (one axis up or down only).
+void make_phase_taps(const Axis& a, int64_t taps, PhaseTaps& p)
+{
+    TORCH_CHECK(a.up == 1 || a.down == 1, "filtered_lrelu_cpu: an axis of a 2-D stage must not both upsample and downsample");
+    p.offset.clear();
+    p.index.clear();
+    p.start.assign(1, 0);
+    bool any = false;
+    for (int64_t r = 0; r < a.up; r++) {
+        for (int64_t i = 0; i < taps; i++) {
+            const int64_t num = r + i - a.pad0;
+            if (pos_mod(num, a.up) != 0) continue;
+            const int64_t off = floor_div(num, a.up);
+            p.lo = any ? std::min(p.lo, off) : off;
+            p.hi = any ? std::max(p.hi, off) : off;
+            any = true;
+            p.offset.push_back(off);
+            p.index.push_back(i);
+        }
+        p.start.push_back(int64_t(p.offset.size()));
+    }
+    for (int64_t& off : p.offset)
+        off -= p.lo;
+}
+
+// A 2-D upfirdn with a full (non-separable) kernel g [fy, fx] on one plane; along W it either
+// upsamples or downsamples. The input is prepared once per plane -- bias added, zero-padded on all
+// sides and each row split into its dx polyphase components -- so that every tap of every output
+// row is a unit-stride run at a fixed offset from the row's base. Each output phase row is then one
+// register-blocked sum over all of its (row, column) taps, whose offsets and coefficients are
+// tabulated once per phase pair instead of once per row.
+template <typename T>
+void run_stage_2d(const T* in, T bias, const Axis& ax, const Axis& ay, const T* g, int64_t fx, int64_t fy, T* out, Scratch<T>& s)
+{
+    constexpr int64_t lanes = kVectorBytes / sizeof(T);
+    const int64_t ux = ax.up, dx = ax.down, uy = ay.up, dy = ay.down;
+    PhaseTaps& tx = s.taps_x;
+    PhaseTaps& ty = s.taps_y;
+    make_phase_taps(ax, fx, tx);
+    make_phase_taps(ay, fy, ty);
+    if (tx.offset.empty() || ty.offset.empty()) {
+        std::fill(out, out + ay.out_len * ax.out_len, T(0));
+        return;
+    }
+
+    // prepared[(r * dx + q) * cols + c] = in[ty.lo + r][tx.lo + dx*c + q] + bias, zero outside the input.
+    const int64_t phase_len = (ax.out_len + ux - 1) / ux;
+    const int64_t phase_pad = (phase_len + lanes - 1) / lanes * lanes;
+    const int64_t cols = phase_pad + (tx.hi - tx.lo) / dx + 1;
+    const int64_t row_stride = dx * cols;
+    const int64_t rows_out = (ay.out_len + uy - 1) / uy;
+    const int64_t rows = dy * (rows_out - 1) + (ty.hi - ty.lo) + 1;
+    T* prepared = s.get(s.prepared, rows * row_stride);
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t in_r = ty.lo + r;
+        T* dst = prepared + r * row_stride;
+        if (in_r < 0 || in_r >= ay.in_len) {
+            std::fill(dst, dst + row_stride, T(0));
+        } else if (dx == 1) {
+            padded_copy(in + in_r * ax.in_len, ax.in_len, bias, tx.lo, tx.lo + cols - 1, dst);
+        } else {
+            T* tmp = s.get(s.padded, row_stride);
+            padded_copy(in + in_r * ax.in_len, ax.in_len, bias, tx.lo, tx.lo + row_stride - 1, tmp);
+            deinterleave(tmp, dx, cols, dst);
+        }
+    }
+
+    // Offsets and coefficients of every (row phase, column phase) pair.
+    std::vector<int64_t>& offset = s.tap_offset;
+    std::vector<T>& coef = s.tap_coef;
+    std::vector<int64_t>& start = s.tap_start;
+    offset.clear();
+    coef.clear();
+    start.assign(1, 0);
+    for (int64_t rk = 0; rk < uy; rk++)
+        for (int64_t rl = 0; rl < ux; rl++) {
+            for (int64_t ty_t = ty.start[rk]; ty_t < ty.start[rk + 1]; ty_t++)
+                for (int64_t tx_t = tx.start[rl]; tx_t < tx.start[rl + 1]; tx_t++) {
+                    const int64_t e = tx.offset[tx_t];
+                    offset.push_back(ty.offset[ty_t] * row_stride + (e % dx) * cols + e / dx);
+                    coef.push_back(g[ty.index[ty_t] * fx + tx.index[tx_t]]);
+                }
+            start.push_back(int64_t(offset.size()));
+        }
+
+    T* phases = s.get(s.out_phases, ux * phase_pad);
+    for (int64_t k = 0; k < ay.out_len; k++) {
+        const int64_t rk = k % uy;
+        const T* base = prepared + dy * (k / uy) * row_stride;
+        for (int64_t rl = 0; rl < ux; rl++) {
+            const int64_t pair = rk * ux + rl;
+            gather_rows(phases + rl * phase_pad, phase_pad, base, offset.data() + start[pair], coef.data() + start[pair],
+                        start[pair + 1] - start[pair]);
+        }
+        T* o = out + k * ax.out_len;
+        if (ux == 1)
+            std::copy(phases, phases + ax.out_len, o);
+        else
+            interleave(phases, ux, phase_pad, ax.out_len, o, false);
+    }
+}
+
 // A 2-D upfirdn stage on one plane: separable (gx along W, gy along H) or a full 2-D kernel g2 [fy, fx].
 template <typename T>
 struct Stage {
@@ -268,21 +440,7 @@ void run_stage(const T* in, T bias, const Stage<T>& st, bool w_first, T* out, Sc
     const Axis& ax = st.ax;
     const Axis& ay = st.ay;
     if (st.g2 != nullptr) {
-        // Full 2-D kernel: every output row is a sum of horizontal passes over the input rows
-        // selected by the vertical polyphase structure.
-        for (int64_t k = 0; k < ay.out_len; k++) {
-            T* o = out + k * ax.out_len;
-            bool first = true;
-            for (int64_t j = 0; j < st.fy; j++) {
-                int64_t m = ay.down * k + j - ay.pad0;
-                if (pos_mod(m, ay.up) != 0) continue;
-                int64_t row = floor_div(m, ay.up);
-                if (row < 0 || row >= ay.in_len) continue;
-                row_pass(in + row * ax.in_len, bias, ax, st.g2 + j * st.fx, st.fx, o, !first, s);
-                first = false;
-            }
-            if (first) std::fill(o, o + ax.out_len, T(0));
-        }
+        run_stage_2d(in, bias, ax, ay, st.g2, st.fx, st.fy, out, s);
         return;
     }
     if (w_first) {

@@ -183,6 +183,26 @@ def test_fast_gradients_match_ref(plugin, case):
     for out, ref in zip(results[1], results[0]):
         assert rel_err(out, ref) < 1e-5
 
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('up,down,width', [(2, 2, 38), (4, 2, 30), (1, 2, 75)])
+def test_fast_wide_2d_filter_matches_ref(plugin, dtype, up, down, width):
+    """Rows wide enough for the 2-D stage's widest register blocks and every remainder (config R's
+    12x12 radial downsampling filter shape), values and first-order gradients."""
+    gen = torch.Generator().manual_seed(9)
+    fu = torch.rand([6 * up], generator=gen) + 0.1 if up > 1 else None
+    fd = torch.rand([6 * down, 6 * down], generator=gen) + 0.1
+    x0 = torch.randn([1, 2, 9, width], generator=gen, dtype=dtype)
+    b0 = torch.randn([2], generator=gen, dtype=dtype)
+    results = []
+    for impl in ['ref', 'fast']:
+        x, b = x0.clone().requires_grad_(), b0.clone().requires_grad_()
+        y = filtered_lrelu.filtered_lrelu(x, fu, fd, b, up=up, down=down, padding=[7, 6, 5, 8], clamp=20, impl=impl)
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(10), dtype=dtype)
+        results.append([y, *torch.autograd.grad((y * w).sum(), [x, b])])
+    for out, ref in zip(results[1], results[0]):
+        assert rel_err(out, ref) < 1e-5
+
 #----------------------------------------------------------------------------
 # Every filtered_lrelu of the StyleGAN3-T fixture generator.
 
