@@ -43,7 +43,7 @@ def sec_per_kimg(cfg, data, outdir, impl, args):
     command = [sys.executable, os.path.join(REPO_ROOT, 'train.py'), f'--outdir={outdir}', f'--cfg={cfg}',
                f'--data={data}', '--gpus=1', f'--batch={args.batch}', '--gamma=1', f'--cbase={args.cbase}',
                f'--cmax={args.cmax}', '--aug=noaug', '--workers=0', f'--tick={args.tick_kimg}',
-               f'--kimg={args.tick_kimg * args.ticks}', f'--snap={10**6}', f'--desc={impl or "default"}']
+               f'--kimg={args.tick_kimg * args.ticks}', f'--snap={10**6}', '--metrics=none', f'--desc={impl or "default"}']
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f'train.py failed for {cfg} ({impl or "default"}):\n{result.stderr[-3000:]}')

@@ -278,7 +278,7 @@ def test_two_processes_match_one(tmp_path, dataset, launcher):
     in the official code), so a few of its entries may move slightly differently."""
     common = ['--cfg=stylegan3-t', '--data', dataset, '--aug=noaug', '--kimg=0.004', '--batch=4', '--batch-gpu=2',
               '--gamma=1', '--cbase=128', '--cmax=16', '--map-depth=1', '--mbstd-group=1', '--workers=0',
-              '--tick=1', '--snap=1']
+              '--tick=1', '--snap=1', '--metrics=none']
     results = dict()
     for gpus in (1, 2):
         outdir = tmp_path / f'gpus{gpus}'
