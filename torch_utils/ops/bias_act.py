@@ -87,10 +87,12 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
             return bias_act_cuda.bias_act(x, **cuda_args)
         _warn_fallback('the CUDA kernel is unavailable for these arguments')
         impl = 'fast'
-    if impl == 'fast' and not (act == 'linear' and clamp < 0):
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+    if impl == 'fast' and needs_grad and not (act == 'linear' and clamp < 0):
         return _BiasActFast.apply(x, b, dim, act, alpha, gain, clamp)
-    # A bias and a gain alone are one or two vectorised PyTorch ops, forward and backward: the
-    # plain definition is already the fastest path (measured; see benchmarks/ops_core.py).
+    # The fused kernel pays off in the backward pass, which it computes in one sweep; a forward
+    # alone, or a bias and a gain alone, are a few vectorised PyTorch ops that are already the
+    # fastest path (measured; see benchmarks/ops_core.py).
     return _bias_act_ref(x=x, b=b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 #----------------------------------------------------------------------------

@@ -69,6 +69,10 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
         impl = 'ref'
 
     if impl == 'fast':
+        if fu is None and fd is None and up == 1 and down == 1 and not any(padding):
+            # Nothing to filter (e.g. StyleGAN3's ToRGB layer): the whole op is bias, leaky ReLU, gain and clamp.
+            from torch_utils.ops import bias_act
+            return bias_act.bias_act(x, b, act='lrelu', alpha=slope, gain=gain, clamp=clamp, impl='fast')
         if _fast_path_applies(x, fu, fd, b):
             y = _filtered_lrelu_fast(x=x, fu=fu, fd=fd, b=b, up=up, down=down, padding=padding,
                                      gain=gain, slope=slope, clamp=clamp, flip_filter=flip_filter)
