@@ -326,3 +326,51 @@ def test_unreachable_detector_is_refused_before_training(tmp_path, dataset):
     error_lines = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
     assert len(error_lines) == 1 and 'Inception' in error_lines[0] and 'STYLEGAN_INCEPTION_PKL' in error_lines[0]
     assert not outdir.exists()
+
+
+def test_ada_p_rises_when_d_overfits_and_stays_zero_without_augmentation(tmp_path):
+    # Two images: D separates reals from fakes almost at once, so sign(D(reals)) exceeds the target.
+    tiny = write_dataset(tmp_path / 'two-16x16.zip', num_images=2)
+    ps = {}
+    for aug in ('ada', 'noaug'):
+        outdir = tmp_path / aug
+        result = train(['--outdir', outdir, '--cfg=stylegan2', '--data', tiny, f'--aug={aug}', '--kimg=0.064',
+                        '--target=0.1'] + TINY)
+        assert result.returncode == 0, result.stderr[-3000:]
+        ps[aug] = [s['Progress/augment']['mean'] for s in read_stats(only_run_dir(outdir))]
+        snapshot = load_snapshot(os.path.join(only_run_dir(outdir), 'network-snapshot-000000.pkl'))
+        if aug == 'noaug':
+            assert snapshot['augment_pipe'] is None
+    assert ps['ada'][-1] > ps['ada'][0] and ps['ada'][-1] > 0
+    assert all(p == 0 for p in ps['noaug'])
+
+
+def _mean_colour_distance(images, target_rgb):
+    return float(np.abs(images.reshape(-1, 3).mean(0) - target_rgb).sum())
+
+
+@pytest.mark.slow
+def test_training_moves_fakes_toward_the_reals(tmp_path, dataset):
+    """The reals are dark images with one bright saturated square; a random G starts near mid-grey.
+    After a short CPU run the mean colour of G_ema's fakes must have moved most of the way to the
+    reals' mean colour: a broken loss (e.g. a flipped sign) or optimiser moves it the other way or not at all."""
+    with zipfile.ZipFile(dataset) as zf:
+        reals = np.stack([np.asarray(PIL.Image.open(io.BytesIO(zf.read(name)))) for name in zf.namelist()
+                          if name.endswith('.png')]).astype(np.float64)
+    target = reals.reshape(-1, 3).mean(0)
+    outdir = tmp_path / 'runs'
+    result = train(['--outdir', outdir, '--cfg=stylegan2', '--data', dataset, '--aug=noaug', '--kimg=1',
+                    '--glr=0.005', '--dlr=0.005'] + TINY[:-3] + ['--tick=0.5', '--snap=100', '--metrics=none'],
+                   timeout=1500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(outdir)
+    snapshots = sorted(f for f in os.listdir(run_dir) if f.startswith('network-snapshot-'))
+    G = load_snapshot(os.path.join(run_dir, snapshots[-1]))['G_ema']
+    init = np.asarray(PIL.Image.open(os.path.join(run_dir, 'fakes_init.png'))).astype(np.float64)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fakes = G(torch.randn([64, G.z_dim]), torch.zeros([64, 0]), noise_mode='const')
+    fakes = (fakes.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).numpy()
+    before = _mean_colour_distance(init, target)
+    after = _mean_colour_distance(fakes, target)
+    assert after < 0.5 * before, f'mean colour distance {before:.1f} -> {after:.1f}'
