@@ -1,4 +1,4 @@
-"""Train a StyleGAN2 or StyleGAN3 generator (alias-free GAN) on an image dataset.
+"""Train a StyleGAN2, StyleGAN3 or CREPS generator on an image dataset.
 
 Examples:
 
@@ -6,6 +6,11 @@ Examples:
 # Train StyleGAN3-T for AFHQv2 using 8 GPUs.
 python train.py --outdir=~/training-runs --cfg=stylegan3-t --data=~/datasets/afhqv2-512x512.zip \\
     --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+
+\b
+# Train CREPS for FFHQ at 1024x1024 using 8 GPUs.
+python train.py --outdir=~/training-runs --cfg=creps --data=~/datasets/ffhq-1024x1024.zip \\
+    --gpus=8 --batch=32 --gamma=10 --mirror=1 --aug=noaug
 
 \b
 # Continue an interrupted run exactly where it stopped.
@@ -261,7 +266,7 @@ def merge_continued_options(c, run_dir):
 @click.command()
 # Required.
 @click.option('--outdir',       help='Where to save the results', metavar='DIR',                required=True)
-@click.option('--cfg',          help='Base configuration',                                      type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2']), required=True)
+@click.option('--cfg',          help='Base configuration',                                      type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2', 'creps']), required=True)
 @click.option('--data',         help='Training data', metavar='[ZIP|DIR]',                      type=str, required=True)
 @click.option('--gpus',         help='Number of GPUs (processes) to use', metavar='INT',        type=click.IntRange(min=1), required=True)
 @click.option('--batch',        help='Total batch size', metavar='INT',                         type=click.IntRange(min=1), required=True)
@@ -298,8 +303,9 @@ def merge_continued_options(c, run_dir):
 @click.option('-n', '--dry-run', help='Print training options and exit',                        is_flag=True)
 def main(**kwargs):
     """Train a GAN using the techniques described in the paper
-    "Alias-Free Generative Adversarial Networks" (StyleGAN3) or "Analyzing and Improving the Image Quality
-    of StyleGAN" (StyleGAN2).
+    "Alias-Free Generative Adversarial Networks" (StyleGAN3), "Analyzing and Improving the Image Quality
+    of StyleGAN" (StyleGAN2) or "Efficient Scale-Invariant Generator with Column-Row Entangled Pixel
+    Synthesis" (CREPS).
     """
     opts = dnnlib.EasyDict(kwargs)
     c = dnnlib.EasyDict()  # Main config dict.
@@ -341,11 +347,12 @@ def main(**kwargs):
     c.batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
     c.G_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
     c.G_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
-    c.G_kwargs.mapping_kwargs.num_layers = (8 if opts.cfg == 'stylegan2' else 2) if opts.map_depth is None \
+    stylegan2_recipe = opts.cfg in ('stylegan2', 'creps')  # CREPS trains with the StyleGAN2 recipe.
+    c.G_kwargs.mapping_kwargs.num_layers = (8 if stylegan2_recipe else 2) if opts.map_depth is None \
         else opts.map_depth
     c.D_kwargs.block_kwargs.freeze_layers = opts.freezed
     c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
-    c.G_opt_kwargs.lr = (0.002 if opts.cfg == 'stylegan2' else 0.0025) if opts.glr is None else opts.glr
+    c.G_opt_kwargs.lr = (0.002 if stylegan2_recipe else 0.0025) if opts.glr is None else opts.glr
     c.D_opt_kwargs.lr = opts.dlr
     c.metrics = opts.metrics
     c.total_kimg = int_if_integral(opts.kimg)
@@ -377,14 +384,19 @@ def main(**kwargs):
 
     # Base configuration.
     c.ema_kimg = c.batch_size * 10 / 32
-    if opts.cfg == 'stylegan2':
-        c.G_kwargs.class_name = 'training.networks_stylegan2.Generator'
+    if stylegan2_recipe:
+        c.G_kwargs.class_name = f'training.networks_{opts.cfg}.Generator'
         c.loss_kwargs.style_mixing_prob = 0.9  # Style mixing regularisation.
         if opts.loss == 'stylegan2':
             c.loss_kwargs.pl_weight = 2  # Path length regularisation.
-            c.loss_kwargs.pl_no_weight_grad = True  # Faster: no conv weight gradients inside the PL gradient.
             c.G_reg_interval = 4  # Lazy regularisation for G.
-        c.G_kwargs.fused_modconv_default = 'inference_only'  # Faster training with regular convolutions.
+        if opts.cfg == 'stylegan2':
+            if opts.loss == 'stylegan2':
+                c.loss_kwargs.pl_no_weight_grad = True  # Faster: no conv weight gradients inside the PL gradient.
+            c.G_kwargs.fused_modconv_default = 'inference_only'  # Faster training with regular convolutions.
+        if opts.cfg == 'creps':
+            c.G_kwargs.channel_base *= 2  # Twice the feature maps in G (D keeps --cbase and --cmax).
+            c.G_kwargs.channel_max *= 2
     else:
         c.G_kwargs.class_name = 'training.networks_stylegan3.Generator'
         c.G_kwargs.magnitude_ema_beta = 0.5 ** (c.batch_size / (20 * 1e3))
@@ -409,7 +421,11 @@ def main(**kwargs):
     # Performance-related toggles.
     if opts.fp32:
         c.G_kwargs.num_fp16_res = c.D_kwargs.num_fp16_res = 0
-        c.G_kwargs.conv_clamp = c.D_kwargs.conv_clamp = None
+        c.D_kwargs.conv_clamp = None
+        if opts.cfg == 'creps':
+            c.G_kwargs.fc_clamp = None  # CREPS' last two per-pixel blocks keep FP16 and their clamp on CUDA.
+        else:
+            c.G_kwargs.conv_clamp = None
     if opts.nobench:
         c.cudnn_benchmark = False
 

@@ -233,6 +233,61 @@ def test_stylegan3_run_writes_outputs(tmp_path, dataset, cfg):
         assert os.path.isfile(os.path.join(run_dir, name)), name
 
 
+def test_creps_recipe(tmp_path, dataset):
+    outdir = tmp_path / 'runs'
+    args = ['--outdir', outdir, '--cfg=creps', '--data', dataset, '--dry-run'] + [a for a in TINY if 'map-depth' not in a]
+    result = train(args)
+    assert result.returncode == 0, result.stderr
+    assert 'creps-squares-16x16-gpus1-batch4-gamma1' in result.stdout
+    options = json.loads(result.stdout[result.stdout.index('{'):result.stdout.index('\n}\n') + 2])
+    G_kwargs, loss_kwargs = options['G_kwargs'], options['loss_kwargs']
+    assert G_kwargs['class_name'] == 'training.networks_creps.Generator'
+    assert (G_kwargs['channel_base'], G_kwargs['channel_max']) == (256, 32)  # Twice --cbase and --cmax.
+    assert G_kwargs['mapping_kwargs'] == dict(num_layers=8)
+    assert options['D_kwargs']['class_name'] == 'training.networks_stylegan2.Discriminator'
+    assert (options['D_kwargs']['channel_base'], options['D_kwargs']['channel_max']) == (128, 16)
+    assert options['G_opt_kwargs']['lr'] == 0.002 and options['G_reg_interval'] == 4
+    assert loss_kwargs['pl_weight'] == 2 and loss_kwargs['style_mixing_prob'] == 0.9
+    assert 'pl_no_weight_grad' not in loss_kwargs and 'fused_modconv_default' not in G_kwargs  # Convolutions only.
+    assert not outdir.exists()
+
+    result = train(args + ['--fp32=1'])
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout[result.stdout.index('{'):result.stdout.index('\n}\n') + 2])
+    assert options['G_kwargs']['fc_clamp'] is None and 'conv_clamp' not in options['G_kwargs']
+
+
+def test_creps_trains_snapshots_and_resumes_exactly(tmp_path, dataset):
+    """A CREPS run stopped after 2 iterations and continued to 4 ends as a run of 4; its snapshots render
+    at other scales."""
+    from training import networks_creps
+    common = ['--cfg=creps', '--data', dataset, '--aug=ada'] + TINY
+    first_out = tmp_path / 'first'
+    result = train(['--outdir', first_out, '--kimg=0.008'] + common)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    run_dir = only_run_dir(first_out)
+    snapshot_path = os.path.join(run_dir, 'network-snapshot-000000.pkl')
+    first = load_snapshot(snapshot_path)
+    G = first['G_ema']
+    assert networks_creps.is_creps(G) and type(first['D']).__name__ == 'Discriminator'
+    assert G.num_ws == 7 and G.mapping.num_layers == 1
+    with torch.no_grad(), networks_creps.rendering_scale(G, 2):
+        assert G(torch.randn([2, G.z_dim]), torch.zeros([2, 0])).shape == (2, 3, 32, 32)
+
+    result = train(['--outdir', first_out, '--resume', run_dir, '--kimg=0.016'] + common)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert [round(s['Progress/kimg']['mean'] * 1000) for s in read_stats(run_dir)] == [4, 8, 12, 16]
+    resumed = load_snapshot(snapshot_path)
+
+    straight_out = tmp_path / 'straight'
+    result = train(['--outdir', straight_out, '--kimg=0.016'] + common)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    straight = load_snapshot(os.path.join(only_run_dir(straight_out), 'network-snapshot-000000.pkl'))
+    assert_same_networks(resumed, straight)
+    with pytest.raises(AssertionError):
+        assert_same_networks(first, straight)
+
+
 @pytest.mark.slow
 def test_resume_from_pickle_continues_kimg_and_ada_p(tmp_path, dataset):
     first_out = tmp_path / 'first'
