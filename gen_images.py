@@ -5,9 +5,10 @@
 
     python gen_images.py --outdir=out --seeds=0-35 --class=1 --network=cond-cifar10.pkl
     python gen_images.py --outdir=out --projected-w=out/projected_w.npz --network=ffhq.pkl
+    python gen_images.py --outdir=out --seeds=0-3 --scale=2 --network=creps-ffhq.pkl
 
-The helpers at the top (seed lists, loading a generator, device choice, image conversion and
-atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
+The helpers at the top (seed lists, loading a generator, device choice, rendering scale, image
+conversion and atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
 """
 
 import os
@@ -22,6 +23,7 @@ import torch
 
 import dnnlib
 import legacy
+from training import networks_creps
 
 # ----------------------------------------------------------------------------
 # Option parsing.
@@ -148,6 +150,22 @@ def set_input_transform(G, translate, rotate):
         raise click.ClickException('--translate and --rotate need a network with an input transform (StyleGAN3); '
                                    'this network has none')
 
+
+def rendered_size(G, scale):
+    """Side length of the images that `G` renders at `scale`, or a click error naming --scale if it cannot."""
+    try:
+        return networks_creps.rendering_resolution(G, scale)
+    except ValueError as e:
+        raise click.ClickException(f'--scale: {e}')
+
+
+def rendering_scale(G, scale, verbose=True):
+    """`networks_creps.rendering_scale(G, scale)` (a context manager), or a click error naming --scale."""
+    size = rendered_size(G, scale)
+    if verbose and scale != 1:
+        print(f'Rendering at {size}x{size} ({scale:g} times the training resolution {G.img_resolution})')
+    return networks_creps.rendering_scale(G, scale)
+
 # ----------------------------------------------------------------------------
 # Images.
 
@@ -211,8 +229,10 @@ def load_projected_w(path, G, device):
 @click.option('--translate', help='Shift the output by X,Y (StyleGAN3 only)', type=parse_vec2, default='0,0', show_default=True, metavar='VEC2')
 @click.option('--rotate', help='Rotate the output by this many degrees (StyleGAN3 only)', type=float, default=0, show_default=True, metavar='ANGLE')
 @click.option('--projected-w', help='Render images from saved latents (projector.py output) instead of seeds', type=str, metavar='FILE')
+@click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=click.FloatRange(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
 @click.option('--outdir', help='Folder for the PNG files (created if needed)', type=str, required=True, metavar='DIR')
-def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, projected_w, outdir):
+def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, projected_w, scale,
+                    outdir):
     """Render images from a network pickle: one PNG per seed, or one per saved latent.
 
     \b
@@ -227,33 +247,37 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, t
     \b
     # The latents found by projector.py.
     python gen_images.py --outdir=out --projected-w=out/projected_w.npz --network=ffhq.pkl
+    \b
+    # A CREPS network at twice its training resolution (the images have int(resolution * scale) pixels).
+    python gen_images.py --outdir=out --seeds=0-3 --scale=2 --network=creps-ffhq.pkl
     """
     if seeds is None and projected_w is None:
         raise click.ClickException('specify --seeds or --projected-w')
     device = choose_device()
     G = load_generator(network_pkl, device)
     set_input_transform(G, translate, rotate)
+    scaled = rendering_scale(G, scale)
     force_fp32 = (device.type != 'cuda')  # Half precision on the CPU is slow and not supported everywhere.
     os.makedirs(outdir, exist_ok=True)
+    with scaled:
+        if projected_w is not None:
+            if seeds is not None:
+                print('warn: --seeds is ignored when using --projected-w', file=sys.stderr)
+            if class_idx is not None:
+                print('warn: --class is ignored when using --projected-w (the latents already hold it)', file=sys.stderr)
+            ws = load_projected_w(projected_w, G, device)
+            print(f'Generating {ws.shape[0]} images from "{projected_w}"...')
+            for idx, w in enumerate(ws):
+                img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, force_fp32=force_fp32)
+                save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'proj{idx:02d}.png'))
+            return
 
-    if projected_w is not None:
-        if seeds is not None:
-            print('warn: --seeds is ignored when using --projected-w', file=sys.stderr)
-        if class_idx is not None:
-            print('warn: --class is ignored when using --projected-w (the latents already hold it)', file=sys.stderr)
-        ws = load_projected_w(projected_w, G, device)
-        print(f'Generating {ws.shape[0]} images from "{projected_w}"...')
-        for idx, w in enumerate(ws):
-            img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, force_fp32=force_fp32)
-            save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'proj{idx:02d}.png'))
-        return
-
-    label = make_label(G, class_idx, device)
-    for seed_idx, seed in enumerate(seeds):
-        print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
-        z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device)
-        img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
-        save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'seed{seed:04d}.png'))
+        label = make_label(G, class_idx, device)
+        for seed_idx, seed in enumerate(seeds):
+            print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
+            z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device)
+            img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
+            save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'seed{seed:04d}.png'))
 
 
 if __name__ == '__main__':

@@ -2,6 +2,8 @@
 
     python gen_video.py --output=lerp.mp4 --trunc=1 --seeds=0-31 --grid=4x2 \\
         --network=https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl
+
+    python gen_video.py --output=lerp.mp4 --seeds=0-7 --grid=2x1 --scale=2 --network=creps-ffhq.pkl
 """
 
 import contextlib
@@ -17,6 +19,7 @@ import torch
 import tqdm
 
 import gen_images
+from training import networks_creps
 
 # ----------------------------------------------------------------------------
 
@@ -88,9 +91,21 @@ def atomic_video_writer(output, fps, codec='libx264', **video_kwargs):
             os.remove(tmp_path)
 
 
+def check_frame_size(G, scale, grid_w, grid_h):
+    """Refuses frames of odd width or height, which H.264 (4:2:0 chroma) cannot encode."""
+    size = gen_images.rendered_size(G, scale)
+    width, height = grid_w * size, grid_h * size
+    if width % 2 or height % 2:
+        raise click.ClickException(f'--scale={scale:g} gives {size}x{size} images and {width}x{height} frames; H.264 '
+                                   f'needs an even frame width and height: choose a scale giving an even image size')
+
+
 def render_video(G, output, seeds, label, *, shuffle_seed=None, grid_w=1, grid_h=1, num_keyframes=None, w_frames=120,
-                 truncation_psi=1, kind='cubic', fps=60, force_fp32=False, **video_kwargs):
-    """Writes the interpolation video to `output` (atomically: a temporary file, then a rename)."""
+                 truncation_psi=1, kind='cubic', fps=60, force_fp32=False, scale=1, **video_kwargs):
+    """Writes the interpolation video to `output` (atomically: a temporary file, then a rename).
+
+    `scale` renders a CREPS network at that multiple of its training resolution (networks_creps.rendering_scale).
+    """
     device = label.device
     cell_seeds = keyframe_seeds(seeds, num_keyframes, grid_w, grid_h, shuffle_seed)
     num_keyframes = cell_seeds.shape[2]
@@ -99,7 +114,7 @@ def render_video(G, output, seeds, label, *, shuffle_seed=None, grid_w=1, grid_h
     ws = ws.reshape(grid_h, grid_w, num_keyframes, G.num_ws, G.w_dim).cpu().numpy()
     interpolators = [[looping_interpolator(ws[yi, xi], kind=kind) for xi in range(grid_w)] for yi in range(grid_h)]
 
-    with atomic_video_writer(output, fps=fps, **video_kwargs) as writer:
+    with networks_creps.rendering_scale(G, scale), atomic_video_writer(output, fps=fps, **video_kwargs) as writer:
         for frame_idx in tqdm.tqdm(range(num_keyframes * w_frames), unit='frame', disable=None):
             t = frame_idx / w_frames
             w = np.stack([interpolators[yi][xi](t) for yi in range(grid_h) for xi in range(grid_w)])
@@ -119,15 +134,18 @@ def render_video(G, output, seeds, label, *, shuffle_seed=None, grid_w=1, grid_h
 @click.option('--w-frames', type=click.IntRange(min=1), help='Frames from one keyframe to the next', default=120, show_default=True, metavar='INT')
 @click.option('--trunc', 'truncation_psi', type=float, help='Pull w towards the average by this factor (1 = none)', default=1, show_default=True)
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class label for conditional networks')
+@click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=click.FloatRange(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
 @click.option('--output', help='Video file to write (.mp4)', type=str, required=True, metavar='FILE')
-def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, output):
+def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, scale,
+                   output):
     """Render a looping video that glides through the latents of the given seeds.
 
     Every cell of the --grid shows its own sequence of keyframes; w moves between them along
     a cubic spline that closes on itself, so the video loops without a jump. The video has
     num_keyframes * w_frames frames at 60 fps, where num_keyframes defaults to the number of
     seeds divided by W*H (which must then divide evenly). Keyframe seeds are taken from
-    --seeds in order, cycling when more are needed, and optionally shuffled.
+    --seeds in order, cycling when more are needed, and optionally shuffled. --scale renders
+    a CREPS network at that multiple of its training resolution.
 
     \b
     Example:
@@ -145,9 +163,10 @@ def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fram
     device = gen_images.choose_device()
     G = gen_images.load_generator(network_pkl, device)
     label = gen_images.make_label(G, class_idx, device)
+    check_frame_size(G, scale, grid_w, grid_h)
     render_video(G, output, seeds, label, shuffle_seed=shuffle_seed, grid_w=grid_w, grid_h=grid_h,
                  num_keyframes=num_keyframes, w_frames=w_frames, truncation_psi=truncation_psi,
-                 force_fp32=(device.type != 'cuda'), bitrate='16M')
+                 force_fp32=(device.type != 'cuda'), scale=scale, bitrate='16M')
     print(f'Wrote {output}')
 
 

@@ -7,6 +7,7 @@ import PIL.Image
 import pytest
 import torch
 
+import creps_networks
 from helpers import run_python
 from tool_networks import fixture_generator, images_to_uint8, save_network_pkl, tiny_generator
 
@@ -18,11 +19,13 @@ def nets(tmp_path_factory):
     sg3, _ = fixture_generator('sg3t-32-uncond')
     cond = tiny_generator(c_dim=3)
     gray = tiny_generator(img_channels=1)
+    creps, creps_io = creps_networks.fixture_generator()
     with open(root / 'not_a_network.pkl', 'wb') as f:
         pickle.dump({'weights': [1, 2, 3]}, f)
-    return dict(root=root, sg2=sg2, sg3=sg3, cond=cond, gray=gray,
+    return dict(root=root, sg2=sg2, sg3=sg3, cond=cond, gray=gray, creps=creps, creps_io=creps_io,
                 sg2_pkl=save_network_pkl(sg2, root / 'sg2.pkl'), sg3_pkl=save_network_pkl(sg3, root / 'sg3t.pkl'),
-                cond_pkl=save_network_pkl(cond, root / 'cond.pkl'), gray_pkl=save_network_pkl(gray, root / 'gray.pkl'))
+                cond_pkl=save_network_pkl(cond, root / 'cond.pkl'), gray_pkl=save_network_pkl(gray, root / 'gray.pkl'),
+                creps_pkl=save_network_pkl(creps, root / 'creps.pkl'))
 
 
 def _gen(*args):
@@ -116,8 +119,38 @@ def test_projected_w_and_grayscale_and_class(nets, tmp_path):
     assert 'ignored' in r.stderr and (tmp_path / 'warn' / 'seed0000.png').is_file()
 
 
+def test_creps_scale(nets, tmp_path):
+    """--scale renders a CREPS network at int(32 * scale) pixels; at scale 2 its images are those of the public
+    release (fixture io img_scale2) after the uint8 conversion."""
+    from training import networks_creps
+    G, io = nets['creps'], nets['creps_io']
+    np.savez(tmp_path / 'projected_w.npz', w=io['ws_psi1'].numpy())
+    r = _gen(f'--network={nets["creps_pkl"]}', f'--projected-w={tmp_path / "projected_w.npz"}', '--scale=2',
+             f'--outdir={tmp_path / "proj"}')
+    assert r.returncode == 0, r.stderr
+    assert 'Rendering at 64x64' in r.stdout
+    for idx in range(3):
+        png = _read_png(tmp_path / 'proj' / f'proj{idx:02d}.png').astype(np.int32)
+        expected = images_to_uint8(io['img_scale2'][idx:idx + 1])[0].astype(np.int32)
+        assert png.shape == (64, 64, 3)
+        diff = np.abs(png - expected)
+        assert diff.max() <= 1 and (diff != 0).mean() < 1e-3  # A float rounding may flip a value on a boundary.
+
+    for scale, size in [(1, 32), (0.5, 16), (1.5, 48)]:
+        r = _gen(f'--network={nets["creps_pkl"]}', '--seeds=7', '--trunc=0.7', f'--scale={scale}',
+                 f'--outdir={tmp_path / str(scale)}')
+        assert r.returncode == 0, r.stderr
+        with torch.no_grad(), networks_creps.rendering_scale(G, scale):
+            expected = images_to_uint8(G(_seed_z(7, G.z_dim), torch.zeros([1, 0]), truncation_psi=0.7))[0]
+        png = _read_png(tmp_path / str(scale) / 'seed0007.png')
+        assert png.shape == (size, size, 3)
+        np.testing.assert_array_equal(png, expected)
+    assert G.synthesis.b4.input.coords.shape[1] == 32  # The test's own renderings were restored too.
+
+
 @pytest.mark.parametrize('case', ['no_class', 'class_out_of_range', 'missing_pickle', 'not_a_network',
-                                  'translate_stylegan2', 'bad_projected_w'])
+                                  'translate_stylegan2', 'bad_projected_w', 'scale_stylegan2', 'scale_too_small',
+                                  'scale_zero'])
 def test_errors_are_one_line(nets, tmp_path, case):
     root = nets['root']
     outdir = f'--outdir={tmp_path / "out"}'
@@ -128,11 +161,15 @@ def test_errors_are_one_line(nets, tmp_path, case):
         'not_a_network': [f'--network={root / "not_a_network.pkl"}', '--seeds=0', outdir],
         'translate_stylegan2': [f'--network={nets["sg2_pkl"]}', '--seeds=0', '--translate=0.1,0', outdir],
         'bad_projected_w': [f'--network={nets["sg2_pkl"]}', f'--projected-w={root / "not_a_network.pkl"}', outdir],
+        'scale_stylegan2': [f'--network={nets["sg2_pkl"]}', '--seeds=0', '--scale=2', outdir],
+        'scale_too_small': [f'--network={nets["creps_pkl"]}', '--seeds=0', '--scale=0.02', outdir],
+        'scale_zero': [f'--network={nets["creps_pkl"]}', '--seeds=0', '--scale=0', outdir],
     }[case]
     r = _gen(*args)
     expected = {'no_class': '--class=0..2', 'class_out_of_range': 'out of range', 'missing_pickle': 'no such file',
                 'not_a_network': 'not a network pickle', 'translate_stylegan2': 'StyleGAN3',
-                'bad_projected_w': 'cannot read'}[case]
+                'bad_projected_w': 'cannot read', 'scale_stylegan2': '--scale: Generator is not a CREPS network',
+                'scale_too_small': 'smallest scale for this network is 0.03125', 'scale_zero': '--scale'}[case]
     assert r.returncode != 0
     assert 'Traceback' not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith('Error:')]

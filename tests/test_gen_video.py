@@ -76,3 +76,24 @@ def test_keyframe_seeds_and_looping_interpolation():
         np.testing.assert_allclose(interp(k), keyframes[k], atol=1e-12)
     np.testing.assert_allclose(interp(4.0), keyframes[0], atol=1e-12)  # Loops back to the first keyframe...
     np.testing.assert_allclose(interp(3.999), interp(4.001), atol=1e-2)  # ... continuously.
+
+
+def test_creps_scale(tmp_path):
+    """--scale renders a CREPS network at int(16 * scale) pixels per grid cell; odd frame sizes and other
+    networks are refused before anything is written."""
+    import creps_networks
+    pkl = save_network_pkl(creps_networks.tiny_generator(img_resolution=16), tmp_path / 'creps.pkl')
+    output = tmp_path / 'scaled.mp4'
+    r = run_python(['gen_video.py', f'--network={pkl}', '--seeds=0-3', '--grid=2x1', '--w-frames=2', '--scale=1.5',
+                    f'--output={output}'])
+    assert r.returncode == 0, r.stderr
+    assert _read_video(output).shape == (2 * 2, 24, 2 * 24, 3)
+
+    cases = [(pkl, '--scale=0.5625', 'even frame width'),
+             (save_network_pkl(tiny_generator(img_resolution=16), tmp_path / 'sg2.pkl'), '--scale=2', 'not a CREPS network')]
+    for network, scale, message in cases:
+        r = run_python(['gen_video.py', f'--network={network}', '--seeds=0', scale, f'--output={tmp_path / "bad.mp4"}'])
+        errors = [line for line in r.stderr.splitlines() if line.startswith('Error:')]
+        assert r.returncode != 0 and 'Traceback' not in r.stderr
+        assert len(errors) == 1 and message in errors[0], r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['creps.pkl', 'scaled.mp4', 'sg2.pkl']

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 import creps_reference
+from creps_networks import fixture_generator
+from creps_networks import load_fixture
 import torch_utils.ops
 from helpers import FIXTURES_DIR
 from helpers import REPO_ROOT
 from helpers import run_python
 from training import networks_creps as creps
-
-FIXTURE = os.path.join(FIXTURES_DIR, 'creps-32-uncond')
 
 # ----------------------------------------------------------------------------
 # Helpers.
@@ -63,21 +63,9 @@ def make_inputs(G, batch_size=2, seed=1):
     return z, c, ws
 
 
-def load_fixture():
-    with open(FIXTURE + '.json') as f:
-        meta = json.load(f)
-    with np.load(FIXTURE + '.npz') as data:
-        state = {key[len('G.'):]: torch.from_numpy(data[key]) for key in data.files if key.startswith('G.')}
-        io = {key[len('io.'):]: torch.from_numpy(data[key]) for key in data.files if key.startswith('io.')}
-    return meta, state, io
-
-
 @pytest.fixture(scope='module')
 def fixture_network():
-    meta, state, io = load_fixture()
-    G = creps.Generator(**meta['G_init_kwargs']).eval().requires_grad_(False)
-    G.load_state_dict(state, strict=True)
-    return G, io
+    return fixture_generator()
 
 
 def fixture_outputs(G, io):
