@@ -2,6 +2,7 @@
 
     python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=training-runs/00000-.../network-snapshot-000400.pkl
     python calc_metrics.py --metrics=eqt50k_int,eqr50k --network=https://.../stylegan3-r-ffhq-1024x1024.pkl --data=~/datasets/ffhq.zip
+    python calc_metrics.py --metrics=fid50k_full --scale=2 --network=creps-ffhq-256.pkl --data=~/datasets/ffhq-256x256.zip
 """
 
 import copy
@@ -18,6 +19,7 @@ import legacy
 from metrics import metric_main
 from metrics import metric_utils
 from torch_utils import training_stats
+from training import networks_creps
 
 # ----------------------------------------------------------------------------
 
@@ -43,7 +45,8 @@ def subprocess_fn(rank, args, temp_dir):
     for metric in args.metrics:
         progress = metric_utils.ProgressMonitor(verbose=(args.verbose and rank == 0))
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
-                                         rank=rank, device=device, progress=progress, data_loader_kwargs=args.data_loader_kwargs)
+                                         rank=rank, device=device, progress=progress, data_loader_kwargs=args.data_loader_kwargs,
+                                         scale=args.scale)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
 
@@ -93,7 +96,8 @@ def dataset_kwargs_for(network_pkl, network_dict, data):
 @click.option('--inception', help='Inception-v3 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--vgg16', help='VGG16 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers):
+@click.option('--scale', help='Render at this multiple of the training resolution, against reals resized to match (CREPS only)', type=click.FloatRange(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers, scale):
     """Calculate quality metrics for previous training run or pretrained network pickle.
 
     \b
@@ -115,6 +119,10 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
 
     Sized variants such as fid5k_full, kid1k_full, pr5k3_full, is1k, eqt1k_int or eqr200 use
     the given number of generated images instead of 50k (quick checks; not comparable with papers).
+
+    --scale renders a CREPS network at int(resolution * scale) pixels and compares it with the
+    dataset images resized to that size (Lanczos, as dataset_tool.py --resolution); the results carry
+    "scale" in their JSON line. The equivariance metrics need scale 1.
     """
     if metrics == ['none']:
         metrics = []
@@ -124,7 +132,10 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
     if not metrics:
         return
 
-    args = dnnlib.EasyDict(metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose)
+    args = dnnlib.EasyDict(metrics=metrics, num_gpus=gpus, network_pkl=network_pkl, verbose=verbose, scale=scale)
+    if scale != 1 and any(metric.startswith(('eqt', 'eqr')) for metric in metrics):
+        ctx.fail('--scale: the equivariance metrics (eqt*, eqr*) compare renderings at the training resolution; '
+                 'compute them with --scale=1')
     args.use_cuda = torch.cuda.is_available()
     if args.use_cuda and gpus > torch.cuda.device_count():
         ctx.fail(f'--gpus={gpus}, but only {torch.cuda.device_count()} GPUs are present')
@@ -150,6 +161,12 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
     args.G = network_dict['G_ema']
     if args.G is None:
         raise click.ClickException(f'--network: {network_pkl} holds no G_ema generator')
+    try:
+        size = networks_creps.rendering_resolution(args.G, scale)
+    except ValueError as e:
+        raise click.ClickException(f'--scale: {e}')
+    if verbose and scale != 1:
+        print(f'Rendering at {size}x{size} ({scale:g} times the training resolution), against reals resized to match')
 
     # Dataset options.
     args.dataset_kwargs = dataset_kwargs_for(network_pkl, network_dict, data)

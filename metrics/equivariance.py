@@ -174,6 +174,9 @@ def batch_transform(rnd, kind, img_resolution):
 
 def compute_equivariance_metrics(opts, num_samples, batch_size, compute_eqt_int=False, compute_eqt_frac=False, compute_eqr=False):
     """Returns a tuple with one PSNR per requested metric, in the order int, frac, rotate."""
+    if opts.scale != 1:
+        raise metric_utils.MetricError(f'Equivariance metrics compare renderings at the training resolution; '
+                                       f'compute them with scale 1, not {opts.scale}')
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
     check_equivariance_support(G)
     kinds = [k for k, on in (('int', compute_eqt_int), ('frac', compute_eqt_frac), ('rotate', compute_eqr)) if on]

@@ -115,13 +115,16 @@ def calc_metric(metric, **kwargs):
             value = float(value.cpu())
         results[key] = value
 
-    return dnnlib.EasyDict(
+    result = dnnlib.EasyDict(
         results=dnnlib.EasyDict(results),
         metric=metric,
         total_time=total_time,
         total_time_str=dnnlib.util.format_time(total_time),
         num_gpus=opts.num_gpus,
     )
+    if opts.scale != 1:
+        result.scale = opts.scale  # Rendered at this multiple of the training resolution (CREPS).
+    return result
 
 
 def report_metric(result_dict, run_dir=None, snapshot_pkl=None):

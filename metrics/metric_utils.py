@@ -3,6 +3,9 @@
 Work is split over processes when torch.distributed is initialised (`num_gpus` > 1): each rank
 handles every `num_gpus`-th item and the features are gathered back into one canonical order, so
 the result does not depend on the number of processes.
+
+`MetricOptions.scale` evaluates a CREPS generator rendered at that multiple of its training resolution
+(training.networks_creps.rendering_scale) against the dataset resized to the same resolution.
 """
 
 import copy
@@ -16,9 +19,11 @@ import uuid
 import warnings
 
 import numpy as np
+import PIL.Image
 import torch
 
 import dnnlib
+from training import networks_creps
 
 # ----------------------------------------------------------------------------
 # Feature detectors.
@@ -111,8 +116,13 @@ class MetricOptions:
     """What a metric needs: the generator, the dataset, the process layout and progress reporting."""
 
     def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None,
-                 progress=None, cache=True, seed=0, batch_size=64, data_loader_kwargs=None):
+                 progress=None, cache=True, seed=0, batch_size=64, data_loader_kwargs=None, scale=1):
         assert 0 <= rank < num_gpus
+        if scale != 1 and G is not None:
+            try:
+                networks_creps.rendering_resolution(G, scale)
+            except ValueError as e:
+                raise MetricError(f'Cannot evaluate at scale {scale}: {e}') from None
         self.G = G
         self.G_kwargs = dnnlib.EasyDict(G_kwargs)
         self.dataset_kwargs = dnnlib.EasyDict(dataset_kwargs)
@@ -124,6 +134,7 @@ class MetricOptions:
         self.seed = seed
         self.batch_size = batch_size
         self.data_loader_kwargs = data_loader_kwargs if data_loader_kwargs is not None else dict(pin_memory=True, num_workers=3, prefetch_factor=2)
+        self.scale = scale  # Render G at this multiple of its resolution, against reals resized to match.
 
 # ----------------------------------------------------------------------------
 # Feature statistics.
@@ -314,10 +325,41 @@ def make_images_uint8(img):
     return img
 
 
+class ResizedDataset(torch.utils.data.Dataset):
+    """The items of `dataset` with their images resized to resolution x resolution by PIL's Lanczos filter
+    (as `dataset_tool.py --resolution` does); labels unchanged."""
+
+    def __init__(self, dataset, resolution):
+        self.dataset = dataset
+        self.resolution = resolution
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, idx):
+        image, label = self.dataset[idx]
+        assert image.dtype == np.uint8 and image.ndim == 3  # [C, H, W]
+        if image.shape[1:] != (self.resolution, self.resolution):
+            size = (self.resolution, self.resolution)
+            if image.shape[0] == 1:
+                image = np.asarray(PIL.Image.fromarray(image[0], 'L').resize(size, PIL.Image.Resampling.LANCZOS))[np.newaxis]
+            else:
+                image = np.asarray(PIL.Image.fromarray(image.transpose(1, 2, 0)).resize(size, PIL.Image.Resampling.LANCZOS))
+                image = image.transpose(2, 0, 1)
+        return np.ascontiguousarray(image), label
+
+
 def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1,
                                       batch_size=None, data_loader_kwargs=None, max_items=None, **stats_kwargs):
-    """Feature statistics of the real images, cached on disk by everything that affects them."""
+    """Feature statistics of the real images (resized to int(resolution * opts.scale) unless the scale is 1),
+    cached on disk by everything that affects them."""
     dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs)
+    resized_resolution = None
+    if opts.scale != 1:
+        try:
+            resized_resolution = networks_creps.scaled_resolution(dataset.resolution, opts.scale)
+        except ValueError as e:
+            raise MetricError(f'Cannot evaluate at scale {opts.scale}: {e}') from None
     batch_size = batch_size or opts.batch_size
     data_loader_kwargs = dict(opts.data_loader_kwargs if data_loader_kwargs is None else data_loader_kwargs)
     if data_loader_kwargs.get('num_workers', 0) == 0:
@@ -325,8 +367,11 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
 
     cache_file = None
     if opts.cache:
-        key = repr([_dataset_identity(opts.dataset_kwargs), detector_digest(detector_url),
-                    sorted(detector_kwargs.items()), sorted(stats_kwargs.items()), max_items])
+        key = [_dataset_identity(opts.dataset_kwargs), detector_digest(detector_url),
+               sorted(detector_kwargs.items()), sorted(stats_kwargs.items()), max_items]
+        if resized_resolution is not None:
+            key.append(('resized', resized_resolution))
+        key = repr(key)
         md5 = hashlib.md5(key.encode('utf-8')).hexdigest()
         tag = f'{dataset.name}-{DETECTOR_NAMES.get(detector_url, "detector").lower()}-{md5}'
         cache_file = dnnlib.make_cache_dir_path('gan-metrics', tag + '.pkl')
@@ -347,7 +392,9 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
                                     verbose=progress.verbose)
 
     item_subset = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
-    loader = torch.utils.data.DataLoader(dataset=dataset, sampler=item_subset, batch_size=batch_size, **data_loader_kwargs)
+    loader_dataset = dataset if resized_resolution is None else ResizedDataset(dataset, resized_resolution)
+    loader = torch.utils.data.DataLoader(dataset=loader_dataset, sampler=item_subset, batch_size=batch_size,
+                                         **data_loader_kwargs)
     for images, _labels in loader:
         if images.shape[1] == 1:
             images = images.repeat([1, 3, 1, 1])
@@ -378,14 +425,15 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
     detector = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank,
                                     verbose=progress.verbose)
 
-    for batch in rank_items(stats.max_items, opts.num_gpus, opts.rank, batch_size):
-        images = []
-        for i in range(0, len(batch), batch_gen):
-            indices = batch[i:i + batch_gen]
-            z = torch.from_numpy(sample_latents(indices, G.z_dim, opts.seed)).to(opts.device)
-            c = torch.from_numpy(sample_labels(indices, dataset, G.c_dim, opts.seed)).to(opts.device)
-            images.append(make_images_uint8(G(z=z, c=c, **opts.G_kwargs)))
-        features = detector(torch.cat(images), **detector_kwargs)
-        stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
-        progress.update(min(stats.num_items, stats.max_items))
+    with networks_creps.rendering_scale(G, opts.scale):
+        for batch in rank_items(stats.max_items, opts.num_gpus, opts.rank, batch_size):
+            images = []
+            for i in range(0, len(batch), batch_gen):
+                indices = batch[i:i + batch_gen]
+                z = torch.from_numpy(sample_latents(indices, G.z_dim, opts.seed)).to(opts.device)
+                c = torch.from_numpy(sample_labels(indices, dataset, G.c_dim, opts.seed)).to(opts.device)
+                images.append(make_images_uint8(G(z=z, c=c, **opts.G_kwargs)))
+            features = detector(torch.cat(images), **detector_kwargs)
+            stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
+            progress.update(min(stats.num_items, stats.max_items))
     return stats

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from training import networks_creps
 from . import metric_utils
 
 
@@ -71,18 +72,19 @@ def compute_ppl(opts, num_samples, epsilon, space, sampling, crop, batch_size):
 
     stats = metric_utils.FeatureStats(capture_all=True, max_items=num_samples)
     progress = opts.progress.sub(tag='ppl sampling', num_items=num_samples)
-    for batch in metric_utils.rank_items(num_samples, opts.num_gpus, opts.rank, batch_size):
-        z0 = torch.from_numpy(metric_utils.sample_latents([2 * i for i in batch], G.z_dim, opts.seed)).to(opts.device)
-        z1 = torch.from_numpy(metric_utils.sample_latents([2 * i + 1 for i in batch], G.z_dim, opts.seed)).to(opts.device)
-        c = torch.from_numpy(metric_utils.sample_labels(batch, dataset, G.c_dim, opts.seed)).to(opts.device)
-        if sampling == 'full':
-            t = torch.as_tensor([np.random.RandomState(opts.seed * 7919 + i).rand() for i in batch],
-                                dtype=torch.float32, device=opts.device)
-        else:
-            t = torch.zeros([len(batch)], device=opts.device)
-        dist = path_distances(G, vgg16, z0, z1, c, t, epsilon, space, crop, opts.G_kwargs)
-        stats.append_torch(dist.unsqueeze(1), num_gpus=opts.num_gpus, rank=opts.rank)
-        progress.update(min(stats.num_items, num_samples))
+    with networks_creps.rendering_scale(G, opts.scale):
+        for batch in metric_utils.rank_items(num_samples, opts.num_gpus, opts.rank, batch_size):
+            z0 = torch.from_numpy(metric_utils.sample_latents([2 * i for i in batch], G.z_dim, opts.seed)).to(opts.device)
+            z1 = torch.from_numpy(metric_utils.sample_latents([2 * i + 1 for i in batch], G.z_dim, opts.seed)).to(opts.device)
+            c = torch.from_numpy(metric_utils.sample_labels(batch, dataset, G.c_dim, opts.seed)).to(opts.device)
+            if sampling == 'full':
+                t = torch.as_tensor([np.random.RandomState(opts.seed * 7919 + i).rand() for i in batch],
+                                    dtype=torch.float32, device=opts.device)
+            else:
+                t = torch.zeros([len(batch)], device=opts.device)
+            dist = path_distances(G, vgg16, z0, z1, c, t, epsilon, space, crop, opts.G_kwargs)
+            stats.append_torch(dist.unsqueeze(1), num_gpus=opts.num_gpus, rank=opts.rank)
+            progress.update(min(stats.num_items, num_samples))
     if opts.rank != 0:
         return float('nan')
     return filtered_mean(stats.get_all()[:, 0])

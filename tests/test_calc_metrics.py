@@ -135,3 +135,78 @@ def test_ppl_and_equivariance_functions(workspace):
             equivariance.compute_equivariance_metrics(opts, num_samples=4, batch_size=4, compute_eqt_int=True)
     finally:
         metric_utils._detector_overrides.clear()
+
+
+def test_creps_scale_compares_with_resized_reals(workspace, tmp_path):
+    """--scale=2 renders a 16x16 CREPS network at 32x32 and compares it with the dataset resized to 32x32
+    (Lanczos): the FID equals the one computed here from those images directly."""
+    import creps_networks
+    from metrics import frechet_inception_distance, metric_utils
+    from training import networks_creps
+    G = creps_networks.tiny_generator(img_resolution=16)
+    net = tmp_path / 'creps.pkl'
+    with open(net, 'wb') as f:
+        pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None), f)
+
+    def calc(*args):
+        cmd = ['calc_metrics.py', f'--inception={workspace / "inception.pt"}', f'--network={net}',
+               f'--data={workspace / "data.zip"}', '--workers=0'] + list(args)
+        return run_python(cmd, env=dict(DNNLIB_CACHE_DIR=str(tmp_path / 'cache')))
+
+    r = calc('--metrics=fid20_full', '--scale=2')
+    assert r.returncode == 0, r.stderr
+    assert 'Rendering at 32x32' in r.stdout and 'dataset features' in r.stdout
+    record = _jsonl(tmp_path / 'metric-fid20_full.jsonl')[-1]
+    assert record['scale'] == 2
+
+    detector = torch.jit.load(str(workspace / 'inception.pt'))
+    with zipfile.ZipFile(workspace / 'data.zip') as zf:
+        reals = [PIL.Image.open(io.BytesIO(zf.read(name))) for name in sorted(zf.namelist()) if name.endswith('.png')]
+    reals = np.stack([np.asarray(img.resize((32, 32), PIL.Image.Resampling.LANCZOS)) for img in reals])
+    with torch.no_grad():
+        real_features = detector(torch.from_numpy(reals).permute(0, 3, 1, 2).contiguous(), return_features=True)
+        z = torch.from_numpy(metric_utils.sample_latents(range(20), G.z_dim, seed=0))
+        with networks_creps.rendering_scale(G, 2):
+            fakes = metric_utils.make_images_uint8(G(z, torch.zeros([20, 0])))
+        fake_features = detector(fakes, return_features=True)
+    assert fakes.shape == (20, 3, 32, 32)
+    mean_cov = [(f.numpy().astype(np.float64).mean(0), np.cov(f.numpy().astype(np.float64), rowvar=False, bias=True))
+                for f in (fake_features, real_features)]
+    fid = frechet_inception_distance.frechet_distance(*mean_cov[0], *mean_cov[1])
+    assert record['results']['fid20_full'] == pytest.approx(fid, rel=1e-3)
+
+    # The resized statistics are cached apart from those at the training resolution.
+    again = calc('--metrics=fid20_full', '--scale=2')
+    assert again.returncode == 0 and 'dataset features' not in again.stdout
+    assert _jsonl(tmp_path / 'metric-fid20_full.jsonl')[-1]['results']['fid20_full'] == record['results']['fid20_full']
+    plain = calc('--metrics=fid20_full')
+    assert plain.returncode == 0 and 'dataset features' in plain.stdout
+    assert 'scale' not in _jsonl(tmp_path / 'metric-fid20_full.jsonl')[-1]
+
+    # What cannot be evaluated at another scale is refused in one line.
+    for args, message in [(['--metrics=fid20_full', f'--network={workspace / "net.pkl"}', '--scale=2'], 'not a CREPS network'),
+                          (['--metrics=eqt20_int', '--scale=2'], 'equivariance'),
+                          (['--metrics=fid20_full', '--scale=0.01'], 'smallest scale')]:
+        r = calc(*args)
+        errors = [line for line in r.stderr.splitlines() if line.startswith('Error:')]
+        assert r.returncode != 0 and 'Traceback' not in r.stderr
+        assert len(errors) == 1 and message in errors[0], r.stderr
+
+
+def test_creps_ppl_at_scale_and_equivariance_refusal(workspace):
+    import creps_networks
+    from metrics import equivariance, metric_utils, perceptual_path_length
+    metric_utils.set_detector_override(metric_utils.VGG16_URL, str(workspace / 'vgg16.pkl'))
+    try:
+        G = creps_networks.tiny_generator(img_resolution=16)
+        opts = metric_utils.MetricOptions(G=G, device=torch.device('cpu'), scale=2)
+        ppl = perceptual_path_length.compute_ppl(opts, num_samples=8, epsilon=1e-4, space='w', sampling='end',
+                                                 crop=False, batch_size=4)
+        assert np.isfinite(ppl) and ppl > 0
+        assert G.synthesis.b4.input.coords.shape[1] == 16  # The metric renders a copy.
+        with pytest.raises(metric_utils.MetricError, match='scale 1'):
+            equivariance.compute_equivariance_metrics(opts, num_samples=4, batch_size=4, compute_eqt_int=True)
+        with pytest.raises(metric_utils.MetricError, match='not a CREPS network'):
+            metric_utils.MetricOptions(G=creps_networks.tiny_generator().mapping, scale=2)
+    finally:
+        metric_utils._detector_overrides.clear()

@@ -598,15 +598,19 @@ def is_creps(G):
     return len(_coordinate_inputs(G)) > 0
 
 
+def _check_scale(scale):
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise ValueError(f'scale must be a number, not {type(scale).__name__}')
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f'scale must be a positive finite number, not {scale}')
+
+
 def scaled_resolution(resolution, scale):
     """The side length, in pixels, of a rendering at `scale` times `resolution`: int(resolution * scale).
 
     Raises ValueError if `scale` is not a positive finite number or the result is below one pixel.
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-        raise ValueError(f'scale must be a number, not {type(scale).__name__}')
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f'scale must be a positive finite number, not {scale}')
+    _check_scale(scale)
     size = int(resolution * scale)
     if size < 1:
         raise ValueError(f'scale {scale} gives int({resolution} * {scale}) = {size} pixels; '
@@ -616,12 +620,14 @@ def scaled_resolution(resolution, scale):
 
 def rendering_resolution(G, scale):
     """The side length of the images that `G` renders under `rendering_scale(G, scale)`; ValueError as there."""
+    _check_scale(scale)
     inputs = _coordinate_inputs(G)
-    size = scaled_resolution(inputs[0].resolution if inputs else G.img_resolution, scale)
-    if scale != 1 and not inputs:
+    if inputs:
+        return scaled_resolution(inputs[0].resolution, scale)
+    if scale != 1:
         raise ValueError(f'{type(G).__name__} is not a CREPS network: only CREPS renders at scales other '
                          f'than 1 (got scale {scale})')
-    return size
+    return int(G.img_resolution)
 
 
 @contextlib.contextmanager
@@ -634,10 +640,11 @@ def rendering_scale(G, scale):
     if `G` is not a CREPS network or the grid would have no point. Nested scales do not compound: each is
     relative to the training resolution. A copy or pickle of `G` made inside the block keeps the scaled grid.
     """
-    rendering_resolution(G, scale)  # Validates G and scale.
+    _check_scale(scale)
     if scale == 1:
         yield G
         return
+    rendering_resolution(G, scale)  # Refuses other networks and grids of no point.
     saved = []
     try:
         for m in _coordinate_inputs(G):
