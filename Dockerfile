@@ -7,11 +7,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     CUDA_HOME=/usr/local/cuda
 
-# ffmpeg for videos; build tools for the JIT-compiled ops. Versions follow the base image's
-# distribution, which is pinned by BASE_IMAGE.
+# ffmpeg for videos; build tools for the JIT-compiled ops; Xvfb, Mesa's software OpenGL and the X11
+# libraries GLFW loads, for visualizer.py without a screen (xvfb-run python visualizer.py ...).
+# Versions follow the base image's distribution, which is pinned by BASE_IMAGE.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg build-essential \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg build-essential \
+        xvfb xauth libgl1 libglx-mesa0 libgl1-mesa-dri libxrandr2 libxinerama1 libxcursor1 libxi6 \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt /tmp/requirements.txt
