@@ -3,15 +3,13 @@
     y = upfirdn2d(clamp(lrelu(upfirdn2d(x + b, fu, up, padding, gain=up**2), slope) * gain), fd, down)
 
 Three implementations (see torch_utils.ops): 'ref' composes upfirdn2d and bias_act and serves as
-the oracle; 'fast' is a fused C++ kernel (filtered_lrelu_cpu.cpp), one image plane at a time, for CPU tensors;
+the oracle; 'fast' is a fused C++ kernel (filtered_lrelu_cpu.cpp), vectorised over channels, for CPU tensors;
 'cuda' calls the kernels in filtered_lrelu_cuda. Gradients flow to `x` and `b` to any order (the
 derivative of the leaky ReLU is taken as piecewise constant, so second-order terms flow through the
 incoming gradient only); the filters are float32 constants, as in upfirdn2d.
 """
 
-import hashlib
 import os
-import platform
 import warnings
 
 import numpy as np
@@ -136,36 +134,32 @@ def _filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, fli
 #----------------------------------------------------------------------------
 # Fast CPU path.
 #
-# The kernel evaluates a two-stage pipeline per image plane (see filtered_lrelu_cpu.cpp); each
-# stage is a 2-D upfirdn given as two 1-D axes (in_len, up, down, pad0, out_len) plus separable
+# The kernel (filtered_lrelu_cpu.cpp with filtered_lrelu_cpu_nhwc.h) evaluates a two-stage pipeline
+# on vectors of neighbouring channels, streaming each image through a few rows of cache; each stage
+# is a 2-D upfirdn given as two 1-D axes (in_len, up, down, pad0, out_len) plus separable
 # correlation kernels or one 2-D correlation kernel. The forward pipeline is (up stage, down
 # stage); the backward pipeline is (adjoint of the down stage, adjoint of the up stage), with the
-# derivative of the activation recorded by the forward as one byte per intermediate sample.
+# derivative of the activation recorded by the forward as one byte per intermediate sample. Inputs
+# may have any strides; a channels-last `x` gives a channels-last output and gradient (the layout
+# the kernel reads and writes best), any other a contiguous one.
 
 _plugin = None
 _plugin_tried = False
-
-
-def _cpu_tag():
-    """Short id of the host CPU's instruction set: the build uses -march=native, so a build cache
-    shared between different machines must not hand one machine's binary to another."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = next((line for line in f if line.startswith('flags')), '')
-    except OSError:
-        flags = ''
-    return hashlib.md5((platform.machine() + flags).encode()).hexdigest()[:8]
+_vector_bytes = 0   # Vector width the kernel uses, in bytes: 0 = the widest this CPU supports (tests set 16/32).
 
 
 def _get_plugin():
     global _plugin, _plugin_tried
     if not _plugin_tried:
         _plugin_tried = True
+        # Generic x86-64 code with AVX2 and AVX-512 versions chosen at run time, so that a build
+        # cache shared between machines never hands one machine instructions that another lacks.
         _plugin = custom_ops.get_plugin(
-            module_name=f'filtered_lrelu_cpu_plugin_{_cpu_tag()}',
+            module_name='filtered_lrelu_cpu_plugin',
             sources=['filtered_lrelu_cpu.cpp'],
+            headers=['filtered_lrelu_cpu_nhwc.h'],
             source_dir=os.path.dirname(__file__),
-            extra_cflags=['-O3', '-march=native', '-fopenmp'],
+            extra_cflags=['-O3', '-fopenmp'],
             extra_ldflags=['-fopenmp'],
         )
     return _plugin
@@ -178,6 +172,10 @@ def _fast_path_applies(x, fu, fd, b):
         _warn_once('fast', 'the C++ kernel could not be built; using the reference implementation')
         return False
     return True
+
+
+def _is_channels_last(x):
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class _Axis:
@@ -231,36 +229,43 @@ def _make_stage(f, in_w, in_h, up, down, padding, gain, flip_filter):
     return _Stage(ax, ay, gx=g, gy=g)
 
 
+_FORWARD, _RECORD, _MASKED = 0, 1, 2   # Kernel modes: plain forward; forward recording the codes; linearised by the codes.
+
+
 class _Plan:
     """Everything the kernel needs for one call, forward and backward."""
-    def __init__(self, x_shape, dtype, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
+    def __init__(self, x_shape, dtype, fu, fd, up, down, padding, gain, slope, clamp, flip_filter, channels_last=False):
         n, c, h, w = x_shape
+        self.channels_last = channels_last   # Layout of every output: y, dx and the double-backward terms.
         self.in_shape = [n, c, h, w]
         self.dtype = dtype
         up_stage = _make_stage(fu, w, h, up=up, down=1, padding=padding, gain=up ** 2, flip_filter=flip_filter)
-        mid_w, mid_h = up_stage.ax.out_len, up_stage.ay.out_len
-        down_stage = _make_stage(fd, mid_w, mid_h, up=1, down=down, padding=[0, 0, 0, 0], gain=1, flip_filter=flip_filter)
-        self.mid_shape = [n * c, mid_h, mid_w]
+        down_stage = _make_stage(fd, up_stage.ax.out_len, up_stage.ay.out_len, up=1, down=down, padding=[0, 0, 0, 0], gain=1, flip_filter=flip_filter)
         self.stages = {False: (up_stage, down_stage), True: (down_stage.adjoint(), up_stage.adjoint())}
         self.kernel_args = dict()
         self.gain, self.slope = float(gain), float(slope)
         self.clamp = float(clamp) if clamp is not None and clamp >= 0 else -1.0
+        self.vector_bytes = _vector_bytes   # The codes of a forward are laid out for this width.
 
-    def run(self, x, b, mask, forward_mode, adjoint):
-        """Runs the pipeline on NCHW `x` (the adjoint pipeline if `adjoint`); `mask` is written in forward mode."""
+    def run(self, x, b, adjoint, mode, codes=None):
+        """Runs the pipeline on NCHW `x` (the adjoint pipeline if `adjoint`); returns (y, codes), the
+        codes of the activation when mode is _RECORD, else None."""
         if adjoint not in self.kernel_args:
             st1, st2 = self.stages[adjoint]
             self.kernel_args[adjoint] = (st1.kernel_args(self.dtype), st2.kernel_args(self.dtype))
         args1, args2 = self.kernel_args[adjoint]
-        n, c, h, w = x.shape
         bias = torch.empty([0], dtype=self.dtype) if b is None else b.detach().to(self.dtype).contiguous()
-        y = _get_plugin().filtered_lrelu_pipeline(x.detach().to(self.dtype).reshape(n * c, h, w).contiguous(), bias, c,
-                                                  *args1, forward_mode, self.slope, self.gain, self.clamp, mask, *args2)
-        return y.reshape(n, c, y.shape[1], y.shape[2])
+        if codes is None:
+            codes = torch.empty([0], dtype=torch.uint8)
+        y, codes = _get_plugin().filtered_lrelu_nhwc(x.detach().to(self.dtype), bias, *args1, mode, self.slope, self.gain,
+                                                     self.clamp, codes, *args2, self.channels_last, self.vector_bytes)
+        return y, (codes if mode == _RECORD else None)
 
 
 def _filtered_lrelu_fast(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
-    plan = _Plan(x.shape, x.dtype, fu, fd, up, down, padding, gain, slope, clamp, flip_filter)
+    plan = _Plan(x.shape, x.dtype, fu, fd, up, down, padding, gain, slope, clamp, flip_filter, channels_last=_is_channels_last(x))
+    if not torch.is_grad_enabled() or not (x.requires_grad or (b is not None and b.requires_grad)):
+        return plan.run(x, b, adjoint=False, mode=_FORWARD)[0]   # No backward can follow: no codes.
     return _FusedForward.apply(x, b, plan)
 
 
@@ -268,53 +273,52 @@ class _FusedForward(torch.autograd.Function):
     """y = filtered_lrelu(x + b); records the activation's derivative for the backward."""
     @staticmethod
     def forward(ctx, x, b, plan):
-        mask = torch.empty(plan.mid_shape, dtype=torch.uint8)
-        y = plan.run(x, b, mask, forward_mode=True, adjoint=False)
-        ctx.save_for_backward(mask)
+        y, codes = plan.run(x, b, adjoint=False, mode=_RECORD)
+        ctx.save_for_backward(codes)
         ctx.plan = plan
         ctx.has_bias = b is not None
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        mask, = ctx.saved_tensors
-        dx, db = _LinearizedAdjoint.apply(dy, mask, ctx.plan, ctx.has_bias and ctx.needs_input_grad[1])
+        codes, = ctx.saved_tensors
+        dx, db = _LinearizedAdjoint.apply(dy, codes, ctx.plan, ctx.has_bias and ctx.needs_input_grad[1])
         return dx, db, None
 
 
 class _LinearizedAdjoint(torch.autograd.Function):
     """(dx, db) = transpose of the op linearised at the recorded activation pattern, applied to dy."""
     @staticmethod
-    def forward(ctx, dy, mask, plan, need_db):
-        dx = plan.run(dy, None, mask, forward_mode=False, adjoint=True)
+    def forward(ctx, dy, codes, plan, need_db):
+        dx, _ = plan.run(dy, None, adjoint=True, mode=_MASKED, codes=codes)
         db = dx.sum([0, 2, 3]) if need_db else None
-        ctx.save_for_backward(mask)
+        ctx.save_for_backward(codes)
         ctx.plan = plan
         return dx, db
 
     @staticmethod
     def backward(ctx, ddx, ddb):
-        mask, = ctx.saved_tensors
+        codes, = ctx.saved_tensors
         if ddx is None:
-            ddx = torch.zeros(ctx.plan.in_shape, dtype=ctx.plan.dtype)
-        ddy = _Linearized.apply(ddx, ddb, mask, ctx.plan)
+            ddx = torch.zeros(ctx.plan.in_shape, dtype=ctx.plan.dtype)   # Any layout: the kernel reads strides.
+        ddy = _Linearized.apply(ddx, ddb, codes, ctx.plan)
         return ddy, None, None, None
 
 
 class _Linearized(torch.autograd.Function):
     """y = the op linearised at the recorded activation pattern, applied to (x + b)."""
     @staticmethod
-    def forward(ctx, x, b, mask, plan):
-        y = plan.run(x, b, mask, forward_mode=False, adjoint=False)
-        ctx.save_for_backward(mask)
+    def forward(ctx, x, b, codes, plan):
+        y, _ = plan.run(x, b, adjoint=False, mode=_MASKED, codes=codes)
+        ctx.save_for_backward(codes)
         ctx.plan = plan
         ctx.has_bias = b is not None
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        mask, = ctx.saved_tensors
-        dx, db = _LinearizedAdjoint.apply(dy, mask, ctx.plan, ctx.has_bias and ctx.needs_input_grad[1])
+        codes, = ctx.saved_tensors
+        dx, db = _LinearizedAdjoint.apply(dy, codes, ctx.plan, ctx.has_bias and ctx.needs_input_grad[1])
         return dx, db, None, None
 
 #----------------------------------------------------------------------------

@@ -121,6 +121,69 @@ def test_fast_input_layouts(plugin, layout):
     assert rel_err(out, ref) < 1e-5
 
 
+def _vector_widths(plugin):
+    return [vb for vb in (16, 32, 64) if vb <= plugin.nhwc_vector_bytes()]
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize('vector_bytes', [16, 32, 64])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('kinds', [('1d-even', '2d-square'), ('2d', '1d-odd')])
+def test_fast_vector_widths_and_layouts(plugin, monkeypatch, memory_format, vector_bytes, dtype, kinds):
+    """Every compiled instruction set (as far as this CPU has it) and both memory formats, with a
+    channel count that leaves a partial vector, against the reference: values and gradients; the
+    output keeps a channels-last input's layout."""
+    if vector_bytes not in _vector_widths(plugin):
+        pytest.skip(f'this CPU has no {vector_bytes * 8}-bit vectors')
+    monkeypatch.setattr(filtered_lrelu, '_vector_bytes', vector_bytes)
+    gen = torch.Generator().manual_seed(11)
+    fu, fd = (make_filter(k, gen) for k in kinds)
+    x0 = (torch.randn([2, 19, 9, 8], generator=gen, dtype=dtype) * 2).contiguous(memory_format=memory_format)
+    b0 = torch.randn([19], generator=gen, dtype=dtype)
+    kwargs = dict(up=2, down=2, padding=[3, 2, 4, 1], gain=1.3, slope=0.2, clamp=2.0)
+    results = []
+    for impl in ['ref', 'fast']:
+        x, b = x0.clone().requires_grad_(), b0.clone().requires_grad_()
+        y = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl=impl)
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(12), dtype=dtype)
+        results.append([y, *torch.autograd.grad((y * w).sum(), [x, b])])
+    for out, ref in zip(results[1], results[0]):
+        assert rel_err(out, ref) < 1e-5
+    y, dx = results[1][0], results[1][1]
+    channels_last = memory_format == torch.channels_last
+    assert y.is_contiguous(memory_format=memory_format) and dx.is_contiguous(memory_format=memory_format)
+    assert channels_last == (not y.is_contiguous())
+
+
+def test_fast_gradcheck_channels_last(plugin):
+    gen = torch.Generator().manual_seed(13)
+    fu, fd = torch.rand([4], generator=gen) + 0.1, torch.rand([3, 5], generator=gen) + 0.1
+    x = torch.randn([1, 3, 5, 4], generator=gen, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    b = torch.randn([3], generator=gen, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, b: filtered_lrelu.filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=[3, 2, 1, 4], gain=1.2, slope=0.3, clamp=0.5, impl='fast')
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+def test_fast_inference_matches_training_forward(plugin):
+    """Without a backward to come (no_grad, or nothing requiring grad) the kernel records no activation
+    codes; the values must be those of the recording forward."""
+    gen = torch.Generator().manual_seed(14)
+    fu, fd = torch.rand([12], generator=gen), torch.rand([12, 12], generator=gen)
+    x = torch.randn([2, 20, 14, 14], generator=gen).contiguous(memory_format=torch.channels_last)
+    b = torch.randn([20], generator=gen)
+    kwargs = dict(up=2, down=2, padding=[11, 10, 11, 10], clamp=256, impl='fast')
+    y_train = filtered_lrelu.filtered_lrelu(x.clone().requires_grad_(), fu, fd, b, **kwargs)
+    assert y_train.grad_fn is not None
+    with torch.no_grad():
+        y_no_grad = filtered_lrelu.filtered_lrelu(x.clone().requires_grad_(), fu, fd, b, **kwargs)
+    y_const = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs)
+    assert y_no_grad.grad_fn is None and y_const.grad_fn is None
+    assert torch.equal(y_train.detach(), y_no_grad) and torch.equal(y_no_grad, y_const)
+    ref = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **{**kwargs, 'impl': 'ref'})
+    assert rel_err(y_const, ref) < 1e-5
+
+
 def test_cuda_impl_on_cpu_takes_fast_path(plugin):
     gen = torch.Generator().manual_seed(4)
     x, fu, fd = torch.randn([2, 2, 7, 7], generator=gen), torch.rand([4], generator=gen), torch.rand([4], generator=gen)

@@ -1,0 +1,520 @@
+// Channel-vectorised CPU kernel of filtered_lrelu (included by filtered_lrelu_cpu.cpp only).
+//
+// filtered_lrelu_cpu.cpp includes this file once per instruction set, each time inside its own
+// namespace and `#pragma GCC target` region and with kVectorBytes defined there, so that one build
+// carries AVX-512, AVX2 and baseline code and picks one at run time. It relies on the declarations
+// made before the includes (Axis, NhwcStage, NhwcArgs, pos_mod).
+//
+// One task is one sample and a group of L consecutive channels, L = the lanes of one vector: every
+// vector holds the same pixel of L channels, so the spatial filtering is plain scalar index arithmetic
+// over whole vectors -- aligned loads, no shuffles, no partial vectors at the image borders, and
+// zero-stuffed samples or discarded outputs are simply never visited. The planes stream through
+// row buffers, one output row at a time:
+//
+//   input row --(bias, zero padding)--> padded row --(stage 1 along W)--> ring of stage-1 rows
+//   --(stage 1 along H, activation fused)--> ring of activated rows --(stage 2)--> output row,
+//
+// so the upsampled intermediate lives in a few rows of cache. A 2-D (non-separable) stage 1 keeps a
+// ring of padded input rows instead and filters both axes at once; a 2-D stage 2 sums all its taps
+// in registers. Stage 1 only upsamples and stage 2 only downsamples, which is what the forward
+// pipeline (up stage, down stage) and the adjoint pipeline (adjoint of the down stage, adjoint of
+// the up stage) both are.
+
+template <typename T>
+struct NhwcKernel {
+    typedef T Vec __attribute__((vector_size(kVectorBytes)));
+    typedef typename std::conditional<sizeof(T) == 8, int64_t, int32_t>::type Int;
+    typedef Int IVec __attribute__((vector_size(kVectorBytes)));
+    static constexpr int L = kVectorBytes / int(sizeof(T));
+    typedef uint8_t CodeVec __attribute__((vector_size(L)));
+    // Output pixels per register block: 32 vector registers with AVX-512, 16 otherwise.
+    static constexpr int NB = (kVectorBytes == 64) ? 8 : 4;
+
+    // Mode of the epilogue applied to each value of stage 1 before it is stored.
+    enum { kStore = 0, kActivateRecord = 1, kDerivative = 2, kActivate = 3 };
+
+    struct Act {
+        Vec gain, gain_neg, lim, neg_lim;
+    };
+
+    static inline Vec splat(T v)
+    {
+        Vec r = {};
+        r[0] = v;
+        return __builtin_shuffle(r, IVec{});
+    }
+
+    static inline Vec activate(Vec x, const Act& a, uint8_t* code)
+    {
+        const IVec pos = x > Vec{};
+        const Vec y = x * (pos ? a.gain : a.gain_neg);
+        const IVec hi = y > a.lim;
+        const IVec lo = y < a.neg_lim;
+        const Vec r = hi ? a.lim : (lo ? a.neg_lim : y);
+        if (code != nullptr) {
+            const IVec c = (pos & 1) | ((hi | lo) & 2);
+            const CodeVec b = __builtin_convertvector(c, CodeVec);
+            std::memcpy(code, &b, L);
+        }
+        return r;
+    }
+
+    static inline Vec derivative(Vec v, const Act& a, const uint8_t* code)
+    {
+        CodeVec b;
+        std::memcpy(&b, code, L);
+        const IVec c = __builtin_convertvector(b, IVec);
+        const Vec d = (c & 1) ? a.gain : a.gain_neg;
+        return (c & 2) ? Vec{} : v * d;
+    }
+
+    template <int MODE>
+    static inline Vec epilogue(Vec v, const Act& a, uint8_t* code)
+    {
+        if (MODE == kActivateRecord) return activate(v, a, code);
+        if (MODE == kActivate) return activate(v, a, nullptr);
+        if (MODE == kDerivative) return derivative(v, a, code);
+        return v;
+    }
+
+    // dst[(k0 + i) * dstride] = epilogue(sum_s sum_t coef[s * taps + t] * src[s][(k0 + i) * S + t]) for i < NBLK.
+    // TAPS > 0 fixes the number of taps at compile time (the filters of StyleGAN3 have 6 per phase
+    // and 12 in all): the tap loop then unrolls, and a vector loaded once serves every output of the
+    // block that it is a tap of.
+    template <int S, int NBLK, int MODE, int TAPS>
+    static inline void block(Vec* __restrict dst, int64_t dstride, int64_t k0, const Vec* const* src, int64_t nsrc,
+                             const T* coef, int64_t taps_rt, int64_t sstride, const Act& act, uint8_t* code)
+    {
+        const int64_t ss = S ? S : sstride;
+        const int64_t taps = TAPS ? TAPS : taps_rt;
+        Vec acc[NBLK];
+        for (int i = 0; i < NBLK; i++)
+            acc[i] = Vec{};
+        for (int64_t s = 0; s < nsrc; s++) {
+            const Vec* p = src[s] + k0 * ss;
+            const T* c = coef + s * taps;
+            if (TAPS > 0 && S > 0) {
+                constexpr int kS = S > 0 ? S : 1;
+                constexpr int kTaps = TAPS > 0 ? TAPS : 1;
+                Vec cv[kTaps];
+#pragma GCC unroll 16
+                for (int t = 0; t < kTaps; t++)
+                    cv[t] = splat(c[t]);
+#pragma GCC unroll 64
+                for (int m = 0; m < (NBLK - 1) * kS + kTaps; m++) {
+                    const Vec v = p[m];
+#pragma GCC unroll 16
+                    for (int i = 0; i < NBLK; i++) {
+                        const int t = m - i * kS;
+                        if (t >= 0 && t < kTaps)
+                            acc[i] += cv[t] * v;
+                    }
+                }
+                continue;
+            }
+            for (int64_t t = 0; t < taps; t++) {
+                const T ct = c[t];
+                for (int i = 0; i < NBLK; i++)
+                    acc[i] += ct * p[i * ss + t];
+            }
+        }
+        for (int i = 0; i < NBLK; i++) {
+            const int64_t k = (k0 + i) * dstride;
+            dst[k] = epilogue<MODE>(acc[i], act, code == nullptr ? nullptr : code + k * L);
+        }
+    }
+
+    template <int S, int MODE, int TAPS>
+    static void correlate_t(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, int64_t nsrc,
+                            const T* coef, int64_t taps, int64_t sstride, const Act& act, uint8_t* code)
+    {
+        int64_t k = 0;
+        for (; k + NB <= n; k += NB)
+            block<S, NB, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+        for (; k + 2 <= n; k += 2)
+            block<S, 2, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+        for (; k < n; k++)
+            block<S, 1, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+    }
+
+    template <int S, int MODE>
+    static void correlate_s(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, int64_t nsrc,
+                            const T* coef, int64_t taps, int64_t sstride, const Act& act, uint8_t* code)
+    {
+        if (S != 0 && taps == 1)       correlate_t<S, MODE, 1>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+        else if (S != 0 && taps == 6)  correlate_t<S, MODE, 6>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+        else if (S != 0 && taps == 12) correlate_t<S, MODE, 12>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+        else                           correlate_t<S, MODE, 0>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+    }
+
+    // dst[k * dstride] = epilogue(sum_s sum_t coef[s * taps + t] * src[s][k * sstride + t]) for k < n:
+    // every filtering step of the pipeline is one of these (a 1-D pass is nsrc = 1 or taps = 1).
+    template <int MODE>
+    static void correlate(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, int64_t nsrc,
+                          const T* coef, int64_t taps, int64_t sstride, const Act& act, uint8_t* code)
+    {
+        if (sstride == 1)      correlate_s<1, MODE>(dst, dstride, n, src, nsrc, coef, taps, 1, act, code);
+        else if (sstride == 2) correlate_s<2, MODE>(dst, dstride, n, src, nsrc, coef, taps, 2, act, code);
+        else if (sstride == 4) correlate_s<4, MODE>(dst, dstride, n, src, nsrc, coef, taps, 4, act, code);
+        else                   correlate_s<0, MODE>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+    }
+
+    template <int MODE>
+    static void apply_epilogue(Vec* v, int64_t n, const Act& act, uint8_t* code)
+    {
+        for (int64_t k = 0; k < n; k++)
+            v[k] = epilogue<MODE>(v[k], act, code == nullptr ? nullptr : code + k * L);
+    }
+
+    // Polyphase taps of an upsampling axis (down == 1): output k = up*q + r is the sum over t < taps[r]
+    // of coefficient index j0[r] + up*t times input q + base[r] + t.
+    struct UpAxis {
+        int64_t up = 1, out_len = 0, lo = 0, hi = 0;
+        std::vector<int64_t> j0, taps, base, count;
+    };
+
+    static UpAxis make_up_axis(const Axis& a, int64_t ntaps)
+    {
+        UpAxis u;
+        u.up = a.up;
+        u.out_len = a.out_len;
+        bool any = false;
+        for (int64_t r = 0; r < a.up; r++) {
+            const int64_t j0 = pos_mod(a.pad0 - r, a.up);
+            const int64_t taps = (r < a.out_len && j0 < ntaps) ? (ntaps - j0 + a.up - 1) / a.up : 0;
+            const int64_t base = (r - a.pad0 + j0) / a.up;   // exact division
+            const int64_t count = (r < a.out_len) ? (a.out_len - r + a.up - 1) / a.up : 0;
+            u.j0.push_back(j0);
+            u.taps.push_back(taps);
+            u.base.push_back(base);
+            u.count.push_back(count);
+            if (taps > 0 && count > 0) {
+                u.lo = any ? std::min(u.lo, base) : base;
+                u.hi = any ? std::max(u.hi, base + count - 1 + taps - 1) : base + count - 1 + taps - 1;
+                any = true;
+            }
+        }
+        return u;
+    }
+
+    // A buffer of vectors, aligned, grown on demand, zero-filled when (re)allocated.
+    struct Buffer {
+        Vec* p = nullptr;
+        int64_t n = 0;
+        ~Buffer() { std::free(p); }
+        Vec* get(int64_t count)
+        {
+            if (count > n) {
+                std::free(p);
+                p = static_cast<Vec*>(std::aligned_alloc(kVectorBytes, std::max<int64_t>(count, 1) * kVectorBytes));
+                TORCH_CHECK(p != nullptr, "filtered_lrelu_cpu: out of memory");
+                n = count;
+            }
+            std::memset(static_cast<void*>(p), 0, count * kVectorBytes);
+            return p;
+        }
+    };
+
+    const NhwcArgs<T>& A;
+    const NhwcStage<T>& s1;
+    const NhwcStage<T>& s2;
+    UpAxis ux, uy;                 // stage 1
+    int64_t in_w, in_h, mid_w, mid_h, out_w, out_h;
+    int64_t xw;                    // padded input row: input columns [ux.lo, ux.hi]
+    int64_t ring1;                 // rows of the stage-1 ring
+    int64_t row_lo, row_hi;        // input rows relative to q that a stage-1 output row may read
+    int64_t mlo, mw;               // activated rows: columns [mlo, mlo + mw)
+    int64_t ring2;
+    std::vector<T> coef_x, coef_y; // stage 1 separable: per phase, taps in order
+    std::vector<int64_t> off_x, off_y;
+    std::vector<T> coef_2d;        // stage 1 2-D: per (ry, rx) phase pair, [taps_y][taps_x]
+    std::vector<int64_t> off_2d;
+    Act act;
+    int mode;
+
+    NhwcKernel(const NhwcArgs<T>& args) : A(args), s1(args.st1), s2(args.st2)
+    {
+        in_w = s1.ax.in_len; in_h = s1.ay.in_len;
+        mid_w = s1.ax.out_len; mid_h = s1.ay.out_len;
+        out_w = s2.ax.out_len; out_h = s2.ay.out_len;
+        const int64_t fx1 = s1.fx, fy1 = s1.fy;
+        ux = make_up_axis(s1.ax, fx1);
+        uy = make_up_axis(s1.ay, fy1);
+        xw = ux.hi - ux.lo + 1;
+        row_lo = std::numeric_limits<int64_t>::max();
+        row_hi = std::numeric_limits<int64_t>::min();
+        for (int64_t r = 0; r < uy.up; r++) {
+            if (uy.taps[r] == 0) continue;
+            row_lo = std::min(row_lo, uy.base[r]);
+            row_hi = std::max(row_hi, uy.base[r] + uy.taps[r] - 1);
+        }
+        if (row_lo > row_hi) row_lo = row_hi = 0;
+        ring1 = row_hi - row_lo + 2;
+
+        if (s1.g2 == nullptr) {
+            for (int64_t r = 0; r < ux.up; r++) {
+                off_x.push_back(int64_t(coef_x.size()));
+                for (int64_t t = 0; t < ux.taps[r]; t++) coef_x.push_back(s1.gx[ux.j0[r] + ux.up * t]);
+            }
+            off_x.push_back(int64_t(coef_x.size()));
+            for (int64_t r = 0; r < uy.up; r++) {
+                off_y.push_back(int64_t(coef_y.size()));
+                for (int64_t t = 0; t < uy.taps[r]; t++) coef_y.push_back(s1.gy[uy.j0[r] + uy.up * t]);
+            }
+            off_y.push_back(int64_t(coef_y.size()));
+        } else {
+            for (int64_t ry = 0; ry < uy.up; ry++)
+                for (int64_t rx = 0; rx < ux.up; rx++) {
+                    off_2d.push_back(int64_t(coef_2d.size()));
+                    for (int64_t ty = 0; ty < uy.taps[ry]; ty++)
+                        for (int64_t tx = 0; tx < ux.taps[rx]; tx++)
+                            coef_2d.push_back(s1.g2[(uy.j0[ry] + uy.up * ty) * fx1 + ux.j0[rx] + ux.up * tx]);
+                }
+            off_2d.push_back(int64_t(coef_2d.size()));
+        }
+
+        // Stage 2 reads activated columns D*o + j - pad0 and rows likewise; outside the image they are zero.
+        const Axis& a2 = s2.ax;
+        mlo = std::min<int64_t>(0, -a2.pad0);
+        const int64_t mhi = std::max<int64_t>(mid_w - 1, a2.down * (out_w - 1) + s2.fx - 1 - a2.pad0);
+        mw = mhi - mlo + 1;
+        ring2 = s2.fy + 1;
+
+        const T lim = (A.clamp >= 0) ? T(A.clamp) : std::numeric_limits<T>::infinity();
+        act.gain = splat(T(A.gain));
+        act.gain_neg = splat(T(A.gain) * T(A.slope));
+        act.lim = splat(lim);
+        act.neg_lim = splat(-lim);
+        mode = A.mode;
+    }
+
+    // Per-thread state of one task.
+    struct Task {
+        Buffer xrow, ring1, ring2, vrow, orow;
+        // Row pointers of one filtering step (a std::vector would drop the vector attribute).
+        const Vec** src = nullptr;
+        int64_t nsrc = 0;
+        ~Task() { std::free(src); }
+        void clear() { nsrc = 0; }
+        void push(const Vec* p) { src[nsrc++] = p; }
+        int64_t next_in = 0, next_mid = 0;
+        const T* x = nullptr;      // this task's sample and first channel
+        T* y = nullptr;
+        uint8_t* code = nullptr;   // this task's codes, [mid_h][mid_w][L]
+        int lanes = 0;
+        Vec bias{};
+    };
+
+    // Asks for the L channels of each pixel of a row (`count` pixels `sw` apart) ahead of use. In NHWC
+    // the pixels of one channel group lie a whole pixel of channels apart, too far for the hardware
+    // prefetchers, and every one would otherwise wait for memory.
+    static void prefetch_row(const T* row, int64_t count, int64_t sw, int64_t sc, int lanes, bool write)
+    {
+        if (sc != 1)
+            return;   // Planar data: the hardware prefetchers follow its rows.
+        for (int64_t i = 0; i < count; i++) {
+            const T* p = row + i * sw;
+            prefetch(p, write);
+            prefetch(p + lanes - 1, write);
+        }
+    }
+
+    static inline void prefetch(const T* p, bool write)
+    {
+#if defined(__x86_64__)
+        // As an asm statement: GCC drops __builtin_prefetch here (the addresses are never read in C++).
+        if (write)
+            asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(p)));
+        else
+            asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(p)));
+#else
+        __builtin_prefetch(p, write ? 1 : 0, 3);
+#endif
+    }
+
+    static constexpr int kPrefetchRows = 2;
+
+    // Padded input row `iy` (bias added to the real samples) into dst[0, xw).
+    void load_row(const Task& t, int64_t iy, Vec* dst) const
+    {
+        const T* row = t.x + iy * A.x_stride[2];
+        const int64_t sw = A.x_stride[3], sc = A.x_stride[1];
+        const int64_t a = std::max<int64_t>(0, ux.lo), b = std::min<int64_t>(in_w, ux.hi + 1);
+        if (iy == 0)
+            for (int64_t r = 0; r < kPrefetchRows && r < in_h; r++)
+                prefetch_row(row + r * A.x_stride[2], in_w, sw, sc, t.lanes, false);
+        if (iy + kPrefetchRows < in_h)
+            prefetch_row(row + kPrefetchRows * A.x_stride[2], in_w, sw, sc, t.lanes, false);
+        for (int64_t i = 0; i < a - ux.lo && i < xw; i++) dst[i] = Vec{};
+        for (int64_t i = a; i < b; i++) {
+            Vec v;
+            if (sc == 1 && t.lanes == L) {
+                std::memcpy(&v, row + i * sw, sizeof(Vec));
+            } else {
+                T tmp[L] = {};
+                for (int l = 0; l < t.lanes; l++) tmp[l] = row[i * sw + l * sc];
+                std::memcpy(&v, tmp, sizeof(Vec));
+            }
+            dst[i - ux.lo] = v + t.bias;
+        }
+        for (int64_t i = std::max(b, ux.lo) - ux.lo; i < xw; i++) dst[i] = Vec{};
+    }
+
+    void store_row(const Task& t, int64_t oy, const Vec* src) const
+    {
+        T* row = t.y + oy * A.y_stride[2];
+        const int64_t sw = A.y_stride[3], sc = A.y_stride[1];
+        if (oy == 0)
+            for (int64_t r = 1; r < kPrefetchRows && r < out_h; r++)
+                prefetch_row(row + r * A.y_stride[2], out_w, sw, sc, t.lanes, true);
+        if (oy + kPrefetchRows < out_h)
+            prefetch_row(row + kPrefetchRows * A.y_stride[2], out_w, sw, sc, t.lanes, true);
+        for (int64_t i = 0; i < out_w; i++) {
+            if (sc == 1 && t.lanes == L) {
+                std::memcpy(row + i * sw, &src[i], sizeof(Vec));
+            } else {
+                T tmp[L];
+                std::memcpy(tmp, &src[i], sizeof(Vec));
+                for (int l = 0; l < t.lanes; l++) row[i * sw + l * sc] = tmp[l];
+            }
+        }
+    }
+
+    Vec* ring1_row(Task& t, int64_t i) const { return t.ring1.p + pos_mod(i, ring1) * (s1.g2 ? xw : mid_w); }
+    Vec* ring2_row(Task& t, int64_t k) const { return t.ring2.p + pos_mod(k, ring2) * mw; }
+
+    // Makes input row `i` available in the stage-1 ring: padded, and for a separable stage 1 also
+    // filtered along W.
+    void input_row(Task& t, int64_t i) const
+    {
+        if (s1.g2 != nullptr) {
+            load_row(t, i, ring1_row(t, i));
+            return;
+        }
+        Vec* xr = t.xrow.p;
+        load_row(t, i, xr);
+        Vec* out = ring1_row(t, i);
+        for (int64_t r = 0; r < ux.up; r++) {
+            if (ux.count[r] == 0) continue;
+            const Vec* src = xr + (ux.base[r] - ux.lo);
+            correlate<kStore>(out + r, ux.up, ux.count[r], &src, 1, coef_x.data() + off_x[r], ux.taps[r], 1, act, nullptr);
+        }
+    }
+
+    // Computes activated row k of the intermediate image into the stage-2 ring.
+    template <int MODE>
+    void mid_row(Task& t, int64_t k) const
+    {
+        const int64_t ry = k % uy.up, q = k / uy.up;
+        // Input rows q + base + tt for tt < taps, those inside the image.
+        const int64_t first = q + uy.base[ry];
+        int64_t t0 = std::max<int64_t>(0, -first), t1 = std::min<int64_t>(uy.taps[ry], in_h - first);
+        if (t1 < t0) t1 = t0;
+        while (t.next_in < std::min(in_h, first + t1)) {
+            input_row(t, t.next_in);
+            t.next_in++;
+        }
+        Vec* out = ring2_row(t, k) - mlo;   // out[0] = column 0
+        uint8_t* code = (MODE == kActivateRecord || MODE == kDerivative) ? t.code + k * mid_w * L : nullptr;
+        t.clear();
+        if (s1.g2 == nullptr) {
+            for (int64_t tt = t0; tt < t1; tt++) t.push(ring1_row(t, first + tt));
+            const T* c = coef_y.data() + off_y[ry] + t0;
+            correlate<MODE>(out, 1, mid_w, t.src, t.nsrc, c, 1, 1, act, code);
+            return;
+        }
+        for (int64_t rx = 0; rx < ux.up; rx++) {
+            if (ux.count[rx] == 0) continue;
+            t.clear();
+            for (int64_t tt = t0; tt < t1; tt++) t.push(ring1_row(t, first + tt) + (ux.base[rx] - ux.lo));
+            const T* c = coef_2d.data() + off_2d[ry * ux.up + rx] + t0 * ux.taps[rx];
+            correlate<kStore>(out + rx, ux.up, ux.count[rx], t.src, t.nsrc, c, ux.taps[rx], 1, act, nullptr);
+        }
+        apply_epilogue<MODE>(out, mid_w, act, code);
+    }
+
+    template <int MODE>
+    void run_task(Task& t) const
+    {
+        t.next_in = 0;
+        t.next_mid = 0;
+        const Axis& a2x = s2.ax;
+        const Axis& a2y = s2.ay;
+        Vec* orow = t.orow.p;
+        for (int64_t oy = 0; oy < out_h; oy++) {
+            const int64_t first = a2y.down * oy - a2y.pad0;
+            int64_t j0 = std::max<int64_t>(0, -first), j1 = std::min<int64_t>(s2.fy, mid_h - first);
+            if (j1 < j0) j1 = j0;
+            while (t.next_mid < std::min(mid_h, first + j1)) {
+                mid_row<MODE>(t, t.next_mid);
+                t.next_mid++;
+            }
+            t.clear();
+            for (int64_t j = j0; j < j1; j++) t.push(ring2_row(t, first + j) + (-a2x.pad0 - mlo));
+            if (s2.g2 != nullptr) {
+                correlate<kStore>(orow, 1, out_w, t.src, t.nsrc, s2.g2 + j0 * s2.fx, s2.fx, a2x.down, act, nullptr);
+            } else {
+                // Along H into a row of the intermediate's width, then along W.
+                for (int64_t i = 0; i < t.nsrc; i++) t.src[i] += a2x.pad0;   // column 0
+                Vec* v = t.vrow.p - mlo;
+                correlate<kStore>(v, 1, mid_w, t.src, t.nsrc, s2.gy + j0, 1, 1, act, nullptr);
+                const Vec* src = v - a2x.pad0;
+                correlate<kStore>(orow, 1, out_w, &src, 1, s2.gx, s2.fx, a2x.down, act, nullptr);
+            }
+            store_row(t, oy, orow);
+        }
+        // The backward reads the activation code of every intermediate sample, also of those no
+        // output depends on.
+        if (MODE == kActivateRecord)
+            for (; t.next_mid < mid_h; t.next_mid++)
+                mid_row<MODE>(t, t.next_mid);
+    }
+
+    void run() const
+    {
+        const int64_t n = A.batch, c = A.channels;
+        const int64_t groups = (c + L - 1) / L;
+        const int64_t tasks = n * groups;
+        const int64_t task_cost = std::max<int64_t>(1, mid_w * mid_h);
+        const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / task_cost);
+        at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
+            // The margins of the activated rows and of vrow (columns outside the image) are never
+            // written, so the zeros of the allocation serve every task.
+            Task t;
+            t.src = static_cast<const Vec**>(std::malloc(sizeof(const Vec*) * std::max<int64_t>({s1.fy, s2.fy, 1})));
+            TORCH_CHECK(t.src != nullptr, "filtered_lrelu_cpu: out of memory");
+            t.xrow.get(xw);
+            t.ring1.get(ring1 * (s1.g2 ? xw : mid_w));
+            t.ring2.get(ring2 * mw);
+            t.vrow.get(mw);
+            t.orow.get(out_w);
+            for (int64_t task = begin; task < end; task++) {
+                const int64_t ni = task / groups, g = task % groups;
+                const int64_t c0 = g * L;
+                t.lanes = int(std::min<int64_t>(L, c - c0));
+                t.x = A.x + ni * A.x_stride[0] + c0 * A.x_stride[1];
+                t.y = A.y + ni * A.y_stride[0] + c0 * A.y_stride[1];
+                t.code = (A.code != nullptr) ? A.code + task * mid_h * mid_w * L : nullptr;
+                T tmp[L] = {};
+                if (A.bias != nullptr)
+                    for (int l = 0; l < t.lanes; l++) tmp[l] = A.bias[c0 + l];
+                std::memcpy(&t.bias, tmp, sizeof(Vec));
+                switch (mode) {
+                    case kActivateRecord: run_task<kActivateRecord>(t); break;
+                    case kDerivative:     run_task<kDerivative>(t); break;
+                    default:              run_task<kActivate>(t); break;
+                }
+            }
+        });
+    }
+};
+
+template <typename T>
+void run_nhwc(const NhwcArgs<T>& args)
+{
+    NhwcKernel<T> kernel(args);
+    kernel.run();
+}
+
+constexpr int lanes_float = kVectorBytes / 4;
+constexpr int lanes_double = kVectorBytes / 8;
