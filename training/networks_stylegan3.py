@@ -65,7 +65,12 @@ def modulated_conv2d(
         sample_weight = w.reshape(1, out_channels, in_channels) * in_scale.unsqueeze(1)
         if out_scale is not None:
             sample_weight = sample_weight * out_scale.unsqueeze(2)
-        y = torch.matmul(sample_weight.to(x.dtype), x.reshape(batch_size, in_channels, -1))
+        sample_weight = sample_weight.to(x.dtype)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Channels-last in, channels-last out: the product of [pixels, in] and [in, out] matrices.
+            y = torch.matmul(x.permute(0, 2, 3, 1).reshape(batch_size, -1, in_channels), sample_weight.transpose(1, 2))
+            return y.reshape(batch_size, *x.shape[2:], out_channels).permute(0, 3, 1, 2)
+        y = torch.matmul(sample_weight, x.reshape(batch_size, in_channels, -1))
         return y.reshape(batch_size, out_channels, *x.shape[2:])
 
     weight = w
@@ -511,13 +516,17 @@ class SynthesisNetwork(torch.nn.Module):
         ws = ws.to(torch.float32).unbind(dim=1)
 
         x = self.input(ws[0])
+        if x.device.type == 'cpu':
+            # On the CPU the layers run channels-last: the convolutions are faster so, and the
+            # filtered_lrelu kernel is vectorised over channels. The image comes back contiguous.
+            x = x.contiguous(memory_format=torch.channels_last)
         for name, w in zip(self.layer_names, ws[1:]):
             x = getattr(self, name)(x, w, **layer_kwargs)
         if self.output_scale != 1:
             x = x * self.output_scale
 
         misc.assert_shape(x, [None, self.img_channels, self.img_resolution, self.img_resolution])
-        return x.to(torch.float32)
+        return x.to(torch.float32).contiguous()
 
     def extra_repr(self):
         return '\n'.join([
