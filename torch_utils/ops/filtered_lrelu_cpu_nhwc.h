@@ -11,12 +11,11 @@
 // zero-stuffed samples or discarded outputs are simply never visited. The planes stream through
 // row buffers, one output row at a time:
 //
-//   input row --(bias, zero padding)--> padded row --(stage 1 along W)--> ring of stage-1 rows
-//   --(stage 1 along H, activation fused)--> ring of activated rows --(stage 2)--> output row,
+//   input row --(bias, zero padding)--> ring of padded input rows --(stage 1 along H, then along W,
+//   activation fused)--> ring of activated rows --(stage 2)--> output row,
 //
-// so the upsampled intermediate lives in a few rows of cache. A 2-D (non-separable) stage 1 keeps a
-// ring of padded input rows instead and filters both axes at once; a 2-D stage 2 sums all its taps
-// in registers. Stage 1 only upsamples and stage 2 only downsamples, which is what the forward
+// so the upsampled intermediate lives in a few rows of cache. A 2-D (non-separable) stage 1 filters
+// both axes at once from the same ring; a 2-D stage 2 sums all its taps in registers. Stage 1 only upsamples and stage 2 only downsamples, which is what the forward
 // pipeline (up stage, down stage) and the adjoint pipeline (adjoint of the down stage, adjoint of
 // the up stage) both are.
 
@@ -310,8 +309,8 @@ struct NhwcKernel {
     // prefetchers, and every one would otherwise wait for memory.
     static void prefetch_row(const T* row, int64_t count, int64_t sw, int64_t sc, int lanes, bool write)
     {
-        if (sc != 1)
-            return;   // Planar data: the hardware prefetchers follow its rows.
+        if (sc != 1 || sw * int64_t(sizeof(T)) <= 256)
+            return;   // Planar data, or few channels: the hardware prefetchers follow the rows.
         for (int64_t i = 0; i < count; i++) {
             const T* p = row + i * sw;
             prefetch(p, write);
@@ -380,25 +379,13 @@ struct NhwcKernel {
         }
     }
 
-    Vec* ring1_row(Task& t, int64_t i) const { return t.ring1.p + pos_mod(i, ring1) * (s1.g2 ? xw : mid_w); }
+    Vec* ring1_row(Task& t, int64_t i) const { return t.ring1.p + pos_mod(i, ring1) * xw; }
     Vec* ring2_row(Task& t, int64_t k) const { return t.ring2.p + pos_mod(k, ring2) * mw; }
 
-    // Makes input row `i` available in the stage-1 ring: padded, and for a separable stage 1 also
-    // filtered along W.
+    // Makes input row `i` available in the stage-1 ring, padded.
     void input_row(Task& t, int64_t i) const
     {
-        if (s1.g2 != nullptr) {
-            load_row(t, i, ring1_row(t, i));
-            return;
-        }
-        Vec* xr = t.xrow.p;
-        load_row(t, i, xr);
-        Vec* out = ring1_row(t, i);
-        for (int64_t r = 0; r < ux.up; r++) {
-            if (ux.count[r] == 0) continue;
-            const Vec* src = xr + (ux.base[r] - ux.lo);
-            correlate<kStore>(out + r, ux.up, ux.count[r], &src, 1, coef_x.data() + off_x[r], ux.taps[r], 1, act, nullptr);
-        }
+        load_row(t, i, ring1_row(t, i));
     }
 
     // Computes activated row k of the intermediate image into the stage-2 ring.
@@ -418,9 +405,17 @@ struct NhwcKernel {
         uint8_t* code = (MODE == kActivateRecord || MODE == kDerivative) ? t.code + k * mid_w * L : nullptr;
         t.clear();
         if (s1.g2 == nullptr) {
+            // Along H first, on the narrow input rows (one load per multiply-add, whatever the
+            // blocking), then along W, where a register block reuses every load for several outputs,
+            // with the activation applied to the results in registers.
             for (int64_t tt = t0; tt < t1; tt++) t.push(ring1_row(t, first + tt));
-            const T* c = coef_y.data() + off_y[ry] + t0;
-            correlate<MODE>(out, 1, mid_w, t.src, t.nsrc, c, 1, 1, act, code);
+            Vec* v = t.xrow.p;
+            correlate<kStore>(v, 1, xw, t.src, t.nsrc, coef_y.data() + off_y[ry] + t0, 1, 1, act, nullptr);
+            for (int64_t rx = 0; rx < ux.up; rx++) {
+                if (ux.count[rx] == 0) continue;
+                const Vec* src = v + (ux.base[rx] - ux.lo);
+                correlate<MODE>(out + rx, ux.up, ux.count[rx], &src, 1, coef_x.data() + off_x[rx], ux.taps[rx], 1, act, code);
+            }
             return;
         }
         for (int64_t rx = 0; rx < ux.up; rx++) {
@@ -484,7 +479,7 @@ struct NhwcKernel {
             t.src = static_cast<const Vec**>(std::malloc(sizeof(const Vec*) * std::max<int64_t>({s1.fy, s2.fy, 1})));
             TORCH_CHECK(t.src != nullptr, "filtered_lrelu_cpu: out of memory");
             t.xrow.get(xw);
-            t.ring1.get(ring1 * (s1.g2 ? xw : mid_w));
+            t.ring1.get(ring1 * xw);
             t.ring2.get(ring2 * mw);
             t.vrow.get(mw);
             t.orow.get(out_w);
