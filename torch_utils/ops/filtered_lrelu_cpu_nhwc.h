@@ -414,7 +414,8 @@ struct NhwcKernel {
             for (int64_t rx = 0; rx < ux.up; rx++) {
                 if (ux.count[rx] == 0) continue;
                 const Vec* src = v + (ux.base[rx] - ux.lo);
-                correlate<MODE>(out + rx, ux.up, ux.count[rx], &src, 1, coef_x.data() + off_x[rx], ux.taps[rx], 1, act, code);
+                correlate<MODE>(out + rx, ux.up, ux.count[rx], &src, 1, coef_x.data() + off_x[rx], ux.taps[rx], 1, act,
+                                code == nullptr ? nullptr : code + rx * L);
             }
             return;
         }
