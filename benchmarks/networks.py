@@ -4,7 +4,7 @@ Usage: python benchmarks/networks.py [--repeats 3] [--threads 2]
 
 Runs benchmarks/networks_sg2.py (StyleGAN2 64x64, channel_base 8192, channel_max 256: G forward and a
 G+D forward/backward step) and benchmarks/networks_sg3.py (StyleGAN3-T 64x64 with channel_base 8192,
-channel_max 256, and StyleGAN3-R with 16384/512: G forward and a G step), batch 4, one after the other
+channel_max 256, and StyleGAN3-R with 16384/512: G forward and a G+D forward/backward step), batch 4, one after the other
 in separate processes so neither inherits the other's caches. Each prints its own table.
 """
 

@@ -14,15 +14,14 @@ measured in the same run.
 import argparse
 import os
 import sys
-import time
 
-import numpy as np
 import torch
-import torch.utils.flop_counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # Run from anywhere.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_utils.ops  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
+from timing import counted_flops, load_average, matmul_flops_per_second, median_seconds  # noqa: E402
 
 # StyleGAN2 at 64x64 as configured for training by the official code (8 mapping layers, resnet D).
 G_KWARGS = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3, channel_base=8192,
@@ -30,29 +29,6 @@ G_KWARGS = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3
                 mapping_kwargs=dict(num_layers=8))
 D_KWARGS = dict(c_dim=0, img_resolution=64, img_channels=3, architecture='resnet', channel_base=8192,
                 channel_max=256, num_fp16_res=4, conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=4))
-
-
-def _median_seconds(fn, repeats):
-    fn()  # Warm-up: allocator, lazily built kernels, caches.
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def matmul_flops_per_second(size=1024, repeats=5):
-    """float32 rate of a large torch.mm on this machine, now."""
-    a = torch.randn([size, size])
-    b = torch.randn([size, size])
-    return 2 * size ** 3 / _median_seconds(lambda: torch.mm(a, b), repeats)
-
-
-def count_flops(fn):
-    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def benchmark_stylegan2_cpu(batch_size=4, repeats=3, impls=('default', 'ref'), seed=0):
@@ -80,14 +56,14 @@ def benchmark_stylegan2_cpu(batch_size=4, repeats=3, impls=('default', 'ref'), s
         loss = torch.nn.functional.softplus(-D(fakes, c)).sum() + torch.nn.functional.softplus(D(reals, c)).sum()
         loss.backward()
 
-    results = dict(flops=dict(G_forward=count_flops(g_forward), GD_step=count_flops(gd_step)),
+    results = dict(flops=dict(G_forward=counted_flops(g_forward), GD_step=counted_flops(gd_step)),
                    matmul_flops_per_s=matmul_flops_per_second())
     saved_force_impl = torch_utils.ops.force_impl
     try:
         for impl in impls:
             torch_utils.ops.force_impl = None if impl == 'default' else impl
-            results[impl] = dict(G_forward_s=_median_seconds(g_forward, repeats),
-                                 GD_step_s=_median_seconds(gd_step, repeats))
+            results[impl] = dict(G_forward_s=median_seconds(g_forward, repeats),
+                                 GD_step_s=median_seconds(gd_step, repeats))
     finally:
         torch_utils.ops.force_impl = saved_force_impl
     return results
@@ -104,7 +80,7 @@ def main():
 
     results = benchmark_stylegan2_cpu(batch_size=args.batch, repeats=args.repeats)
     print(f'StyleGAN2 64x64, channel_base 8192, channel_max 256, batch {args.batch}, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats}')
+          f'{torch.get_num_threads()} threads, median of {args.repeats}, load average {load_average()}')
     rate = results['matmul_flops_per_s']
     floors = {key: results['flops'][key] / rate for key in ['G_forward', 'GD_step']}
     print(f'  floors: G forward {floors["G_forward"] * 1e3:.1f} ms ({results["flops"]["G_forward"] / 1e9:.1f} GFLOP), '

@@ -9,36 +9,30 @@ one process, once with the default op dispatch and once with every op forced to 
 (torch_utils.ops.force_impl), for
 
   G_forward: G(z, c) under no_grad;
-  G_step:    G(z, c) -> D(img, c) -> non-saturating loss -> backward into G (D frozen, as in the
-             G phase of the training loop; D is the StyleGAN2 discriminator of the same size).
+  GD_step:   G(z, c) -> D on the fakes and on reals -> non-saturating logistic loss -> backward through
+             G and D (D is the StyleGAN2 discriminator, resnet, channel_base 8192, channel_max 256).
 
 Every time is also given as a multiple of its floor: the arithmetic the network cannot avoid divided by
-the float32 matrix-multiply rate measured in the same run (torch.mm of large matrices). The arithmetic of
-G is counted analytically -- convolutions (including the 1x1 Fourier-feature mixing) plus the filtering
-of filtered_lrelu done the cheapest direct way (polyphase upsampling, separable filters where the filter is
-separable, the output computed only at the kept samples) --; for the step, backward costs two
-convolutions per convolution and one filtering per filtering; D is counted with torch.utils.flop_counter.
-Timings on a shared machine are noisy; the median of `repeats` runs is reported.
+the float32 matrix-multiply rate measured in the same run (torch.mm of large matrices, best of 10). The
+arithmetic of G's forward is counted analytically -- convolutions (including the 1x1 Fourier-feature
+mixing) plus the filtering of filtered_lrelu done the cheapest direct way (polyphase upsampling,
+separable filters where the filter is separable, the output computed only at the kept samples) --; for
+the step, torch.utils.flop_counter counts every convolution and matrix product of G and D, forward and
+backward, and G's filtering counts twice (the forward and its adjoint in the backward). Timings on a
+shared machine are noisy; the median of `repeats` runs is reported, with the load average.
 """
 
 import argparse
-import copy
 import os
 import sys
-import time
 
-import numpy as np
 import torch
-import torch.utils.flop_counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # Run from anywhere.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_utils.ops  # noqa: E402
-from training import networks_stylegan3  # noqa: E402
-
-try:
-    from training import networks_stylegan2
-except ImportError:
-    networks_stylegan2 = None
+from training import networks_stylegan2, networks_stylegan3  # noqa: E402
+from timing import counted_flops, load_average, matmul_flops_per_second, median_seconds  # noqa: E402
 
 COMMON_G_KWARGS = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3, num_fp16_res=4,
                        conv_clamp=256, mapping_kwargs=dict(num_layers=2))
@@ -49,29 +43,6 @@ G_KWARGS = {
 # The official training code doubles channel_base/channel_max of G only (for R), so D is the same for both.
 D_KWARGS = dict(c_dim=0, img_resolution=64, img_channels=3, architecture='resnet', channel_base=8192,
                 channel_max=256, num_fp16_res=4, conv_clamp=256, epilogue_kwargs=dict(mbstd_group_size=4))
-
-
-def _median_seconds(fn, repeats):
-    fn()  # Warm-up: allocator, lazily built kernels, caches.
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def matmul_flops_per_second(size=2048, repeats=10):
-    """Float32 rate of torch.mm on square matrices (the best of `repeats`)."""
-    a = torch.randn([size, size])
-    b = torch.randn([size, size])
-    torch.mm(a, b)
-    best = float('inf')
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
 
 
 def synthesis_layer_flops(layer):
@@ -108,59 +79,45 @@ def generator_flops(G):
     return conv, filtering
 
 
-def counted_flops(fn):
-    """FLOPs of the matmuls and convolutions that `fn` runs, forward and backward."""
-    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def benchmark_stylegan3_cpu(config, batch_size=4, repeats=3, impls=('default', 'ref'), with_step=True, seed=0):
-    """Times of G_forward and G_step for one config, per impl, with their floors in seconds.
+    """Times of G_forward and GD_step for one config, per impl, with their floors in seconds.
 
-    Returns dict(floors=dict(G_forward_s=..., G_step_s=...), mm_flops_per_s=..., gflop_per_image=...,
-    timings={impl: dict(G_forward_s=..., G_step_s=...)}).
+    Returns dict(floors=dict(G_forward_s=..., GD_step_s=...), mm_flops_per_s=..., gflop_per_image=...,
+    timings={impl: dict(G_forward_s=..., GD_step_s=...)}).
     """
     torch.manual_seed(seed)
     G = networks_stylegan3.Generator(**G_KWARGS[config]).train().requires_grad_(True)
-    D = None
-    if networks_stylegan2 is not None:
-        D = networks_stylegan2.Discriminator(**D_KWARGS).train().requires_grad_(False)
+    D = networks_stylegan2.Discriminator(**D_KWARGS).train().requires_grad_(True)
     z = torch.randn([batch_size, G.z_dim])
     c = torch.zeros([batch_size, G.c_dim])
-    img_weight = torch.randn([batch_size, G.img_channels, G.img_resolution, G.img_resolution])
+    reals = torch.randn([batch_size, G.img_channels, G.img_resolution, G.img_resolution])
 
     def g_forward():
         with torch.no_grad():
             G(z, c)
 
-    def g_step():
+    def gd_step():
         G.zero_grad(set_to_none=True)
-        img = G(z, c)
-        if D is not None:
-            loss = torch.nn.functional.softplus(-D(img, c)).sum()
-        else:
-            loss = (img * img_weight).sum()
+        D.zero_grad(set_to_none=True)
+        fakes = G(z, c)
+        loss = torch.nn.functional.softplus(D(fakes, c)).sum() + torch.nn.functional.softplus(-D(reals, c)).sum()
         loss.backward()
 
     # Floors.
     mm_rate = matmul_flops_per_second()
     conv, filtering = generator_flops(G)
-    d_flops = 0
-    if D is not None:
-        img = torch.randn([batch_size, G.img_channels, G.img_resolution, G.img_resolution], requires_grad=True)
-        d_flops = counted_flops(lambda: torch.nn.functional.softplus(-copy.deepcopy(D)(img, c)).sum().backward())
-    floors = dict(G_forward_s=batch_size * (conv + filtering) / mm_rate,
-                  G_step_s=(batch_size * (3 * conv + 2 * filtering) + d_flops) / mm_rate)
+    floors = dict(G_forward_s=batch_size * (conv + filtering) / mm_rate)
+    if with_step:
+        floors['GD_step_s'] = (counted_flops(gd_step) + batch_size * 2 * filtering) / mm_rate
 
     timings = {}
     saved_force_impl = torch_utils.ops.force_impl
     try:
         for impl in impls:
             torch_utils.ops.force_impl = None if impl == 'default' else impl
-            timings[impl] = dict(G_forward_s=_median_seconds(g_forward, repeats))
+            timings[impl] = dict(G_forward_s=median_seconds(g_forward, repeats))
             if with_step:
-                timings[impl]['G_step_s'] = _median_seconds(g_step, repeats)
+                timings[impl]['GD_step_s'] = median_seconds(gd_step, repeats)
     finally:
         torch_utils.ops.force_impl = saved_force_impl
     return dict(floors=floors, mm_flops_per_s=mm_rate, timings=timings,
@@ -187,10 +144,10 @@ def main():
         gflop = result['gflop_per_image']
         print(f'StyleGAN3-{config} {kwargs["img_resolution"]}x{kwargs["img_resolution"]}, channel_base '
               f'{kwargs["channel_base"]}, channel_max {kwargs["channel_max"]}, batch {args.batch}, '
-              f'{torch.get_num_threads()} threads, median of {args.repeats}')
+              f'{torch.get_num_threads()} threads, median of {args.repeats}, load average {load_average()}')
         print(f'  floor: {gflop["conv"]:.1f} GFLOP/image convolution + {gflop["filtering"]:.2f} GFLOP/image filtering '
               f'at {result["mm_flops_per_s"] / 1e9:.0f} GFLOP/s (torch.mm)')
-        for key, label in [('G_forward_s', 'G forward'), ('G_step_s', 'G forward/backward step')]:
+        for key, label in [('G_forward_s', 'G forward'), ('GD_step_s', 'G+D forward/backward step')]:
             if key not in result['timings'][impls[0]]:
                 continue
             floor = result['floors'][key]
