@@ -39,6 +39,29 @@ def normalize_2nd_moment(x, dim=1, eps=1e-8):
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+def bias_act_in_place(y, b, act='linear', gain=None, clamp=None):
+    """bias_act.bias_act(y, b, dim=1, ...) for a tensor `y` that the caller has just computed and owns.
+
+    Where autograd records nothing on the CPU (inference), the result overwrites `y`: four in-place passes
+    instead of the four new tensors of bias_act's plain path. Otherwise, and for activations other than
+    'linear' and 'lrelu', this is bias_act itself.
+    """
+    records = torch.is_grad_enabled() and (y.requires_grad or (b is not None and b.requires_grad))
+    if records or y.device.type != 'cpu' or act not in ('linear', 'lrelu'):
+        return bias_act.bias_act(y, b, dim=1, act=act, gain=gain, clamp=clamp)
+    spec = bias_act.activation_funcs[act]
+    gain = spec.def_gain if gain is None else gain
+    if b is not None:
+        y.add_(b.reshape([1, -1] + [1] * (y.ndim - 2)))
+    if act == 'lrelu':
+        torch.nn.functional.leaky_relu_(y, spec.def_alpha)
+    if gain != 1:
+        y.mul_(gain)
+    if clamp is not None and clamp >= 0:
+        y.clamp_(-clamp, clamp)
+    return y
+
+
 @misc.profiled_function
 def modulated_fc(
     x,                      # Input activations: [batch_size, in_channels, ...] (any trailing axes).
@@ -85,23 +108,24 @@ def fully_connected_per_pixel(layer, x):
         b = b.to(x.dtype)
         if layer.bias_gain != 1:
             b = b * layer.bias_gain
-    y = torch.matmul(w, x.reshape(batch_size, layer.in_features, -1))
-    y = bias_act.bias_act(y, b, dim=1, act=layer.activation)
+    # A batched product keeps the positions contiguous (torch.matmul would transpose the activations).
+    y = torch.bmm(w.unsqueeze(0).expand(batch_size, -1, -1), x.reshape(batch_size, layer.in_features, -1))
+    y = bias_act_in_place(y, b, act=layer.activation)
     return y.reshape(batch_size, layer.out_features, *x.shape[2:])
 
 
 @misc.profiled_function
-def biline_product(lines):
-    """The 2-D feature map of a bi-line: [N, C, L, 2 * rank] -> [N, C, L, L].
+def biline_product(lines, rows=slice(None)):
+    """The 2-D feature map of a bi-line, [N, C, L, 2 * rank] -> [N, C, L, L], or the given range of its rows.
 
     F[n, c, y, x] = sum_k r[n, c, y, k] * q[n, c, x, k] / 2, with r the row slots (:rank) and q the column
     slots (rank:); the official code scales both by sqrt(1/2) before the product.
     """
     rank = lines.shape[-1] // 2
     misc.assert_shape(lines, [None, None, None, 2 * rank])
-    rows = lines[..., :rank] * 0.5
-    cols = lines[..., rank:]
-    return torch.matmul(rows, cols.transpose(-2, -1))
+    row_slots = lines[:, :, rows, :rank] * 0.5
+    col_slots = lines[..., rank:]
+    return torch.matmul(row_slots, col_slots.transpose(-2, -1))
 
 # ----------------------------------------------------------------------------
 # Layers with equalised learning rate: parameters are stored at unit scale and multiplied by their
@@ -131,15 +155,16 @@ class FullyConnectedLayer(torch.nn.Module):
 
     def forward(self, x):
         """[batch_size, in_features] -> [batch_size, out_features]."""
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = self.weight.to(x.dtype)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
+        # The weight gain scales the product (batch_size rows) rather than the weight (out_features rows).
         if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        x = x.matmul(w.t())
+            return torch.addmm(b.unsqueeze(0), x, w.t(), alpha=float(self.weight_gain))
+        x = x.matmul(w.t()).mul_(float(self.weight_gain))
         return bias_act.bias_act(x, b, act=self.activation)
 
     def extra_repr(self):
@@ -271,7 +296,7 @@ class SynthesisLayer(torch.nn.Module):
         x = modulated_fc(x=x, weight=self.weight, styles=styles)
         act_gain = self.act_gain * gain
         act_clamp = self.fc_clamp * gain if self.fc_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        return bias_act_in_place(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self):
         return ' '.join([
@@ -361,7 +386,7 @@ class ToResLayer(torch.nn.Module):
         # Without demodulation the He gain has to be applied explicitly; folding it into the styles is cheapest.
         styles = self.affine(w) * self.weight_gain
         x = modulated_fc(x=x, weight=self.weight, styles=styles, demodulate=False)
-        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
+        return bias_act_in_place(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
 
     def extra_repr(self):
         return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'
@@ -443,6 +468,9 @@ class SynthesisBlock(torch.nn.Module):
 # Synthesis network and generator.
 
 
+_BAND_PIXELS = 16384  # Pixels (over the batch) per band of the CPU inference pixel stage (measured on 2 cores).
+
+
 def _decoder(biline_channels):
     """Per-pixel MLP biline_channels -> 2x -> 4x -> 2x -> 1x, leaky ReLU after every layer."""
     widths = [biline_channels, biline_channels * 2, biline_channels * 4, biline_channels * 2, biline_channels]
@@ -519,17 +547,37 @@ class SynthesisNetwork(torch.nn.Module):
                 block_ws.append(ws.narrow(1, w_idx, (res == 4) + block.num_fc + block.num_tores))
                 w_idx += block.num_fc
 
-        x = lines = feature = None
+        # Line stage: the bi-line (the running sum of the ToRes outputs) after every block that has one.
+        x = lines = None
+        stages = []
         for res, cur_ws in zip(self.block_resolutions, block_ws):
             x, lines = getattr(self, f'b{res}')(x, lines, cur_ws, **block_kwargs)
             if lines is not None:
-                # The bi-line is the running sum of the ToRes outputs so far.
-                new_feature = biline_product(lines)
-                feature = new_feature if feature is None else _decode(getattr(self, f'decoder_{res}'), feature) + new_feature
+                stages.append((res, lines))
 
+        # Pixel stage: every pixel depends on its row and column of the bi-lines only. Without autograd on
+        # the CPU, it runs on bands of rows that stay in the cache, and memory does not grow with the image.
+        num_points = stages[0][1].shape[2]
+        band = num_points
+        if ws.device.type == 'cpu' and not (torch.is_grad_enabled() and any(t.requires_grad for t in [ws, x])):
+            band = max(_BAND_PIXELS // (ws.shape[0] * num_points), 1)
+        last_ws = ws[:, -1:].expand(-1, 3, -1)  # Both per-pixel blocks use the last w for all their layers.
+        bands = [self._render_rows(stages, slice(r, min(r + band, num_points)), last_ws, block_kwargs)
+                 for r in range(0, num_points, band)]
+        return torch.cat(bands, dim=2) if len(bands) > 1 else bands[0]
+
+    def _render_rows(self, stages, rows, last_ws, block_kwargs):
+        """The image rows `rows` from the bi-lines of `stages`: [(res, lines [N, C, L, 2 * rank])]."""
+        feature = None
+        for res, lines in stages:
+            new_feature = biline_product(lines, rows)
+            if feature is None:
+                feature = new_feature
+            else:
+                feature = _decode(getattr(self, f'decoder_{res}'), feature)
+                feature = feature.add_(new_feature) if not feature.requires_grad else feature + new_feature
         feature = _decode(self.decoder_last, feature)
         img = fully_connected_per_pixel(self.decoder_img, feature)
-        last_ws = ws[:, -1:].expand(-1, 3, -1)  # Both per-pixel blocks use the last w for all their layers.
         feature, img = self.block0(feature, img, last_ws, **block_kwargs)
         feature, img = self.block1(feature, img, last_ws, **block_kwargs)
         return img
