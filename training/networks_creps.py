@@ -556,10 +556,12 @@ class SynthesisNetwork(torch.nn.Module):
                 stages.append((res, lines))
 
         # Pixel stage: every pixel depends on its row and column of the bi-lines only. Without autograd on
-        # the CPU, it runs on bands of rows that stay in the cache, and memory does not grow with the image.
+        # the CPU, it runs on bands of rows that stay in the cache, and memory does not grow with the image;
+        # in one piece when forward hooks are attached, so that they see whole feature maps.
         num_points = stages[0][1].shape[2]
         band = num_points
-        if ws.device.type == 'cpu' and not (torch.is_grad_enabled() and any(t.requires_grad for t in [ws, x])):
+        records = torch.is_grad_enabled() and any(t.requires_grad for t in [ws, x])
+        if ws.device.type == 'cpu' and not records and not any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
             band = max(_BAND_PIXELS // (ws.shape[0] * num_points), 1)
         last_ws = ws[:, -1:].expand(-1, 3, -1)  # Both per-pixel blocks use the last w for all their layers.
         bands = [self._render_rows(stages, slice(r, min(r + band, num_points)), last_ws, block_kwargs)

@@ -210,6 +210,16 @@ def test_pixel_bands_give_the_same_image(fixture_network, monkeypatch):
     assert rel_error(banded, whole) < 1e-6
     assert rel_error(banded, io['img_const']) < 1e-4 and rel_error(banded2, io['img_scale2']) < 1e-4
 
+    # Forward hooks (e.g. the visualizer's layer capture) see whole feature maps, once per forward pass.
+    shapes = []
+    handle = G.synthesis.block0.register_forward_hook(lambda _module, _inputs, output: shapes.append(output[0].shape))
+    try:
+        with torch.no_grad():
+            hooked = G.synthesis(ws)
+    finally:
+        handle.remove()
+    assert shapes == [(3, 128, 32, 32)] and torch.equal(hooked, whole)
+
 
 def test_parameters_unused_by_the_release_get_no_gradient():
     # The release's forward never reads the first block's ToRes (unless that block is the last) nor the
