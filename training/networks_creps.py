@@ -62,6 +62,11 @@ def bias_act_in_place(y, b, act='linear', gain=None, clamp=None):
     return y
 
 
+def _num_positions(x):
+    """Number of positions (product of the axes after the channels) of [N, C, ...] activations."""
+    return int(np.prod(x.shape[2:], dtype=np.int64))
+
+
 @misc.profiled_function
 def modulated_fc(
     x,                      # Input activations: [batch_size, in_channels, ...] (any trailing axes).
@@ -90,7 +95,7 @@ def modulated_fc(
         # sum_i (weight[o, i] * s[n, i])^2 as one small matrix product.
         dcoefs = (styles.square() @ weight.square().t() + 1e-8).rsqrt()  # [N, O]
         w = w * dcoefs.unsqueeze(2)
-    y = torch.matmul(w.to(x.dtype), x.reshape(batch_size, in_channels, -1))
+    y = torch.matmul(w.to(x.dtype), x.reshape(batch_size, in_channels, _num_positions(x)))
     return y.reshape(batch_size, out_channels, *x.shape[2:])
 
 
@@ -109,7 +114,7 @@ def fully_connected_per_pixel(layer, x):
         if layer.bias_gain != 1:
             b = b * layer.bias_gain
     # A batched product keeps the positions contiguous (torch.matmul would transpose the activations).
-    y = torch.bmm(w.unsqueeze(0).expand(batch_size, -1, -1), x.reshape(batch_size, layer.in_features, -1))
+    y = torch.bmm(w.unsqueeze(0).expand(batch_size, -1, -1), x.reshape(batch_size, layer.in_features, _num_positions(x)))
     y = bias_act_in_place(y, b, act=layer.activation)
     return y.reshape(batch_size, layer.out_features, *x.shape[2:])
 
@@ -562,7 +567,7 @@ class SynthesisNetwork(torch.nn.Module):
         band = num_points
         records = torch.is_grad_enabled() and any(t.requires_grad for t in [ws, x])
         if ws.device.type == 'cpu' and not records and not any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
-            band = max(_BAND_PIXELS // (ws.shape[0] * num_points), 1)
+            band = max(_BAND_PIXELS // (max(ws.shape[0], 1) * num_points), 1)
         last_ws = ws[:, -1:].expand(-1, 3, -1)  # Both per-pixel blocks use the last w for all their layers.
         bands = [self._render_rows(stages, slice(r, min(r + band, num_points)), last_ws, block_kwargs)
                  for r in range(0, num_points, band)]

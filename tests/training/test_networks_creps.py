@@ -289,6 +289,7 @@ def test_noise_modes_change_nothing_and_float32_on_cpu():
         assert torch.equal(G.synthesis(ws, **kwargs), img)  # block0/block1 use FP16 on CUDA only.
     with pytest.raises(AssertionError):
         G.synthesis(ws, noise_mode='bogus')
+    assert G.synthesis(ws[:0]).shape == (0, 3, 16, 16)  # An empty batch, as with any torch module.
 
 
 def test_channels_last_weights_are_refused():
