@@ -26,8 +26,9 @@ struct NhwcKernel {
     typedef Int IVec __attribute__((vector_size(kVectorBytes)));
     static constexpr int L = kVectorBytes / int(sizeof(T));
     typedef uint8_t CodeVec __attribute__((vector_size(L)));
-    // Output pixels per register block: 32 vector registers with AVX-512, 16 otherwise.
-    static constexpr int NB = (kVectorBytes == 64) ? 8 : 4;
+    // Output pixels per register block: 32 vector registers with AVX-512 (enough for 12 accumulators,
+    // 12 broadcast taps and the loads; 12 independent chains of multiply-adds hide their latency), 16 otherwise.
+    static constexpr int NB = (kVectorBytes == 64) ? 12 : 4;
 
     // Mode of the epilogue applied to each value of stage 1 before it is stored.
     enum { kStore = 0, kActivateRecord = 1, kDerivative = 2, kActivate = 3 };
@@ -92,6 +93,9 @@ struct NhwcKernel {
         for (int64_t s = 0; s < nsrc; s++) {
             const Vec* p = src[s] + k0 * ss;
             const T* c = coef + s * taps;
+            // Opaque to the optimiser from here on, so that every tap is a fixed displacement from p
+            // rather than one more induction variable (of which there are not enough registers).
+            asm("" : "+r"(p), "+r"(c));
             if (TAPS > 0 && S > 0) {
                 constexpr int kS = S > 0 ? S : 1;
                 constexpr int kTaps = TAPS > 0 ? TAPS : 1;
@@ -130,6 +134,10 @@ struct NhwcKernel {
         int64_t k = 0;
         for (; k + NB <= n; k += NB)
             block<S, NB, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+        if (NB > 6 && k + 6 <= n) {
+            block<S, (NB > 6 ? 6 : 1), MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+            k += (NB > 6 ? 6 : 1);
+        }
         for (; k + 2 <= n; k += 2)
             block<S, 2, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
         for (; k < n; k++)
