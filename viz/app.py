@@ -12,6 +12,7 @@ import time
 from imgui_bundle import imgui
 
 import gen_images
+from gui_utils import imgui_utils
 from gui_utils import text as gui_text
 from gui_utils.gl_texture import QuadProgram, Texture
 from gui_utils.layout import fit_image
@@ -158,9 +159,8 @@ class Visualizer:
                 continue
             flags = imgui.TreeNodeFlags_.default_open if widget.default_open else 0
             if imgui.collapsing_header(widget.title, flags):
-                imgui.push_id(widget.panel_name)
-                widget.draw()
-                imgui.pop_id()
+                with imgui_utils.scoped_id(widget.panel_name):
+                    widget.draw()
         imgui.end()
 
         ratio = self.window.pixel_ratio
