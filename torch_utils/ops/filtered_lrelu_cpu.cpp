@@ -26,6 +26,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace {
 
 struct Axis {
@@ -128,6 +132,23 @@ NhwcStage<T> make_nhwc_stage(const std::vector<int64_t>& params, const torch::Te
     return st;
 }
 
+// Large fresh outputs are mapped page by page as the kernel first writes them; asking for huge
+// pages (where the OS hands them out on request) makes that a few hundred page faults instead of
+// tens of thousands, and the channel-group strides of NHWC cheaper on the TLB.
+void prefer_huge_pages(const torch::Tensor& t)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+    const uintptr_t end = begin + uintptr_t(t.numel()) * t.element_size();
+    const uintptr_t a = (begin + kHuge - 1) & ~(kHuge - 1), b = end & ~(kHuge - 1);
+    if (b > a && b - a >= 2 * kHuge)
+        madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);   // Advice only: failure changes nothing.
+#else
+    (void)t;
+#endif
+}
+
 }  // namespace
 
 int64_t nhwc_vector_bytes()
@@ -175,6 +196,9 @@ std::vector<torch::Tensor> filtered_lrelu_nhwc(
     }
     torch::Tensor y = torch::empty({n, c, stage2_params[9], stage2_params[4]},
                                    x.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous));
+    prefer_huge_pages(y);
+    if (mode == 1)
+        prefer_huge_pages(codes);
 
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "filtered_lrelu_nhwc", [&] {
         NhwcArgs<scalar_t> a;
