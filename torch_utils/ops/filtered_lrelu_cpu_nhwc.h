@@ -309,6 +309,7 @@ struct NhwcKernel {
         T* y = nullptr;
         uint8_t* code = nullptr;   // this task's codes, [mid_h][mid_w][L]
         int lanes = 0;
+        int prefetch_lanes = 0;    // channels to prefetch ahead from each pixel (the bundle's), or 0
         Vec bias{};
     };
 
@@ -317,11 +318,13 @@ struct NhwcKernel {
     // prefetchers, and every one would otherwise wait for memory.
     static void prefetch_row(const T* row, int64_t count, int64_t sw, int64_t sc, int lanes, bool write)
     {
-        if (sc != 1 || sw * int64_t(sizeof(T)) <= 256)
+        if (sc != 1 || lanes == 0 || sw * int64_t(sizeof(T)) <= 256)
             return;   // Planar data, or few channels: the hardware prefetchers follow the rows.
+        constexpr int64_t line = 64 / int64_t(sizeof(T));
         for (int64_t i = 0; i < count; i++) {
             const T* p = row + i * sw;
-            prefetch(p, write);
+            for (int64_t l = 0; l < lanes; l += line)
+                prefetch(p + l, write);
             prefetch(p + lanes - 1, write);
         }
     }
@@ -349,9 +352,9 @@ struct NhwcKernel {
         const int64_t a = std::max<int64_t>(0, ux.lo), b = std::min<int64_t>(in_w, ux.hi + 1);
         if (iy == 0)
             for (int64_t r = 0; r < kPrefetchRows && r < in_h; r++)
-                prefetch_row(row + r * A.x_stride[2], in_w, sw, sc, t.lanes, false);
+                prefetch_row(row + r * A.x_stride[2], in_w, sw, sc, t.prefetch_lanes, false);
         if (iy + kPrefetchRows < in_h)
-            prefetch_row(row + kPrefetchRows * A.x_stride[2], in_w, sw, sc, t.lanes, false);
+            prefetch_row(row + kPrefetchRows * A.x_stride[2], in_w, sw, sc, t.prefetch_lanes, false);
         for (int64_t i = 0; i < a - ux.lo && i < xw; i++) dst[i] = Vec{};
         for (int64_t i = a; i < b; i++) {
             Vec v;
@@ -373,9 +376,9 @@ struct NhwcKernel {
         const int64_t sw = A.y_stride[3], sc = A.y_stride[1];
         if (oy == 0)
             for (int64_t r = 1; r < kPrefetchRows && r < out_h; r++)
-                prefetch_row(row + r * A.y_stride[2], out_w, sw, sc, t.lanes, true);
+                prefetch_row(row + r * A.y_stride[2], out_w, sw, sc, t.prefetch_lanes, true);
         if (oy + kPrefetchRows < out_h)
-            prefetch_row(row + kPrefetchRows * A.y_stride[2], out_w, sw, sc, t.lanes, true);
+            prefetch_row(row + kPrefetchRows * A.y_stride[2], out_w, sw, sc, t.prefetch_lanes, true);
         for (int64_t i = 0; i < out_w; i++) {
             if (sc == 1 && t.lanes == L) {
                 std::memcpy(row + i * sw, &src[i], sizeof(Vec));
@@ -437,76 +440,102 @@ struct NhwcKernel {
         apply_epilogue<MODE>(out, mid_w, act, code);
     }
 
+    // One output row of a task, computing the intermediate rows it needs first.
     template <int MODE>
-    void run_task(Task& t) const
+    void output_row(Task& t, int64_t oy) const
     {
-        t.next_in = 0;
-        t.next_mid = 0;
         const Axis& a2x = s2.ax;
         const Axis& a2y = s2.ay;
         Vec* orow = t.orow.p;
-        for (int64_t oy = 0; oy < out_h; oy++) {
-            const int64_t first = a2y.down * oy - a2y.pad0;
-            int64_t j0 = std::max<int64_t>(0, -first), j1 = std::min<int64_t>(s2.fy, mid_h - first);
-            if (j1 < j0) j1 = j0;
-            while (t.next_mid < std::min(mid_h, first + j1)) {
-                mid_row<MODE>(t, t.next_mid);
-                t.next_mid++;
-            }
-            t.clear();
-            for (int64_t j = j0; j < j1; j++) t.push(ring2_row(t, first + j) + (-a2x.pad0 - mlo));
-            if (s2.g2 != nullptr) {
-                correlate<kStore>(orow, 1, out_w, t.src, t.nsrc, s2.g2 + j0 * s2.fx, s2.fx, a2x.down, act, nullptr);
-            } else {
-                // Along H into a row of the intermediate's width, then along W.
-                for (int64_t i = 0; i < t.nsrc; i++) t.src[i] += a2x.pad0;   // column 0
-                Vec* v = t.vrow.p - mlo;
-                correlate<kStore>(v, 1, mid_w, t.src, t.nsrc, s2.gy + j0, 1, 1, act, nullptr);
-                const Vec* src = v - a2x.pad0;
-                correlate<kStore>(orow, 1, out_w, &src, 1, s2.gx, s2.fx, a2x.down, act, nullptr);
-            }
-            store_row(t, oy, orow);
+        const int64_t first = a2y.down * oy - a2y.pad0;
+        int64_t j0 = std::max<int64_t>(0, -first), j1 = std::min<int64_t>(s2.fy, mid_h - first);
+        if (j1 < j0) j1 = j0;
+        while (t.next_mid < std::min(mid_h, first + j1)) {
+            mid_row<MODE>(t, t.next_mid);
+            t.next_mid++;
         }
+        t.clear();
+        for (int64_t j = j0; j < j1; j++) t.push(ring2_row(t, first + j) + (-a2x.pad0 - mlo));
+        if (s2.g2 != nullptr) {
+            correlate<kStore>(orow, 1, out_w, t.src, t.nsrc, s2.g2 + j0 * s2.fx, s2.fx, a2x.down, act, nullptr);
+        } else {
+            // Along H into a row of the intermediate's width, then along W.
+            for (int64_t i = 0; i < t.nsrc; i++) t.src[i] += a2x.pad0;   // column 0
+            Vec* v = t.vrow.p - mlo;
+            correlate<kStore>(v, 1, mid_w, t.src, t.nsrc, s2.gy + j0, 1, 1, act, nullptr);
+            const Vec* src = v - a2x.pad0;
+            correlate<kStore>(orow, 1, out_w, &src, 1, s2.gx, s2.fx, a2x.down, act, nullptr);
+        }
+        store_row(t, oy, orow);
+    }
+
+    // A bundle of tasks (neighbouring channel groups of one sample) steps through the rows in
+    // lockstep: the groups of a pixel share its pages and neighbouring cache lines, so the strided
+    // reads and writes of NHWC data cost one page walk and one memory access stream per bundle.
+    template <int MODE>
+    void run_bundle(Task* tasks, int count) const
+    {
+        for (int g = 0; g < count; g++)
+            tasks[g].next_in = tasks[g].next_mid = 0;
+        for (int64_t oy = 0; oy < out_h; oy++)
+            for (int g = 0; g < count; g++)
+                output_row<MODE>(tasks[g], oy);
         // The backward reads the activation code of every intermediate sample, also of those no
         // output depends on.
         if (MODE == kActivateRecord)
-            for (; t.next_mid < mid_h; t.next_mid++)
-                mid_row<MODE>(t, t.next_mid);
+            for (int g = 0; g < count; g++)
+                for (Task& t = tasks[g]; t.next_mid < mid_h; t.next_mid++)
+                    mid_row<MODE>(t, t.next_mid);
     }
+
+    static constexpr int kBundle = 4;
 
     void run() const
     {
         const int64_t n = A.batch, c = A.channels;
         const int64_t groups = (c + L - 1) / L;
-        const int64_t tasks = n * groups;
-        const int64_t task_cost = std::max<int64_t>(1, mid_w * mid_h);
-        const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / task_cost);
-        at::parallel_for(0, tasks, grain, [&](int64_t begin, int64_t end) {
-            // The margins of the activated rows and of vrow (columns outside the image) are never
-            // written, so the zeros of the allocation serve every task.
-            Task t;
-            t.src = static_cast<const Vec**>(std::malloc(sizeof(const Vec*) * std::max<int64_t>({s1.fy, s2.fy, 1})));
-            TORCH_CHECK(t.src != nullptr, "filtered_lrelu_cpu: out of memory");
-            t.xrow.get(xw);
-            t.ring1.get(ring1 * xw);
-            t.ring2.get(ring2 * mw);
-            t.vrow.get(mw);
-            t.orow.get(out_w);
-            for (int64_t task = begin; task < end; task++) {
-                const int64_t ni = task / groups, g = task % groups;
-                const int64_t c0 = g * L;
-                t.lanes = int(std::min<int64_t>(L, c - c0));
-                t.x = A.x + ni * A.x_stride[0] + c0 * A.x_stride[1];
-                t.y = A.y + ni * A.y_stride[0] + c0 * A.y_stride[1];
-                t.code = (A.code != nullptr) ? A.code + task * mid_h * mid_w * L : nullptr;
-                T tmp[L] = {};
-                if (A.bias != nullptr)
-                    for (int l = 0; l < t.lanes; l++) tmp[l] = A.bias[c0 + l];
-                std::memcpy(&t.bias, tmp, sizeof(Vec));
-                switch (mode) {
-                    case kActivateRecord: run_task<kActivateRecord>(t); break;
-                    case kDerivative:     run_task<kDerivative>(t); break;
-                    default:              run_task<kActivate>(t); break;
+        const int64_t bundles_per_sample = (groups + kBundle - 1) / kBundle;
+        const int64_t bundles = n * bundles_per_sample;
+        // Threads take bundles one at a time, so that one slowed down (say by another process on
+        // its core) leaves more of the work to the others instead of holding them up at the end.
+        std::atomic<int64_t> next_bundle{0};
+        const int64_t threads = std::min<int64_t>(at::get_num_threads(), bundles);
+        at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t thread = begin; thread < end; thread++) {
+                // The margins of the activated rows and of vrow (columns outside the image) are never
+                // written, so the zeros of the allocation serve every task.
+                Task ts[kBundle];
+                for (Task& t : ts) {
+                    t.src = static_cast<const Vec**>(std::malloc(sizeof(const Vec*) * std::max<int64_t>({s1.fy, s2.fy, 1})));
+                    TORCH_CHECK(t.src != nullptr, "filtered_lrelu_cpu: out of memory");
+                    t.xrow.get(xw);
+                    t.ring1.get(ring1 * xw);
+                    t.ring2.get(ring2 * mw);
+                    t.vrow.get(mw);
+                    t.orow.get(out_w);
+                }
+                for (int64_t bundle; (bundle = next_bundle.fetch_add(1)) < bundles;) {
+                    const int64_t ni = bundle / bundles_per_sample;
+                    const int64_t g0 = (bundle % bundles_per_sample) * kBundle;
+                    const int count = int(std::min<int64_t>(kBundle, groups - g0));
+                    for (int k = 0; k < count; k++) {
+                        Task& t = ts[k];
+                        const int64_t g = g0 + k, c0 = g * L;
+                        t.lanes = int(std::min<int64_t>(L, c - c0));
+                        t.prefetch_lanes = (k == 0) ? int(std::min<int64_t>(int64_t(count) * L, c - c0)) : 0;
+                        t.x = A.x + ni * A.x_stride[0] + c0 * A.x_stride[1];
+                        t.y = A.y + ni * A.y_stride[0] + c0 * A.y_stride[1];
+                        t.code = (A.code != nullptr) ? A.code + (ni * groups + g) * mid_h * mid_w * L : nullptr;
+                        T tmp[L] = {};
+                        if (A.bias != nullptr)
+                            for (int l = 0; l < t.lanes; l++) tmp[l] = A.bias[c0 + l];
+                        std::memcpy(&t.bias, tmp, sizeof(Vec));
+                    }
+                    switch (mode) {
+                        case kActivateRecord: run_bundle<kActivateRecord>(ts, count); break;
+                        case kDerivative:     run_bundle<kDerivative>(ts, count); break;
+                        default:              run_bundle<kActivate>(ts, count); break;
+                    }
                 }
             }
         });
