@@ -309,40 +309,8 @@ struct NhwcKernel {
         T* y = nullptr;
         uint8_t* code = nullptr;   // this task's codes, [mid_h][mid_w][L]
         int lanes = 0;
-        int prefetch_lanes = 0;    // channels to prefetch ahead from each pixel (the bundle's), or 0
         Vec bias{};
     };
-
-    // Asks for the L channels of each pixel of a row (`count` pixels `sw` apart) ahead of use. In NHWC
-    // the pixels of one channel group lie a whole pixel of channels apart, too far for the hardware
-    // prefetchers, and every one would otherwise wait for memory.
-    static void prefetch_row(const T* row, int64_t count, int64_t sw, int64_t sc, int lanes, bool write)
-    {
-        if (sc != 1 || lanes == 0 || sw * int64_t(sizeof(T)) <= 256)
-            return;   // Planar data, or few channels: the hardware prefetchers follow the rows.
-        constexpr int64_t line = 64 / int64_t(sizeof(T));
-        for (int64_t i = 0; i < count; i++) {
-            const T* p = row + i * sw;
-            for (int64_t l = 0; l < lanes; l += line)
-                prefetch(p + l, write);
-            prefetch(p + lanes - 1, write);
-        }
-    }
-
-    static inline void prefetch(const T* p, bool write)
-    {
-#if defined(__x86_64__)
-        // As an asm statement: GCC drops __builtin_prefetch here (the addresses are never read in C++).
-        if (write)
-            asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(p)));
-        else
-            asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(p)));
-#else
-        __builtin_prefetch(p, write ? 1 : 0, 3);
-#endif
-    }
-
-    static constexpr int kPrefetchRows = 2;
 
     // Padded input row `iy` (bias added to the real samples) into dst[0, xw).
     void load_row(const Task& t, int64_t iy, Vec* dst) const
@@ -350,11 +318,6 @@ struct NhwcKernel {
         const T* row = t.x + iy * A.x_stride[2];
         const int64_t sw = A.x_stride[3], sc = A.x_stride[1];
         const int64_t a = std::max<int64_t>(0, ux.lo), b = std::min<int64_t>(in_w, ux.hi + 1);
-        if (iy == 0)
-            for (int64_t r = 0; r < kPrefetchRows && r < in_h; r++)
-                prefetch_row(row + r * A.x_stride[2], in_w, sw, sc, t.prefetch_lanes, false);
-        if (iy + kPrefetchRows < in_h)
-            prefetch_row(row + kPrefetchRows * A.x_stride[2], in_w, sw, sc, t.prefetch_lanes, false);
         for (int64_t i = 0; i < a - ux.lo && i < xw; i++) dst[i] = Vec{};
         for (int64_t i = a; i < b; i++) {
             Vec v;
@@ -374,11 +337,6 @@ struct NhwcKernel {
     {
         T* row = t.y + oy * A.y_stride[2];
         const int64_t sw = A.y_stride[3], sc = A.y_stride[1];
-        if (oy == 0)
-            for (int64_t r = 1; r < kPrefetchRows && r < out_h; r++)
-                prefetch_row(row + r * A.y_stride[2], out_w, sw, sc, t.prefetch_lanes, true);
-        if (oy + kPrefetchRows < out_h)
-            prefetch_row(row + kPrefetchRows * A.y_stride[2], out_w, sw, sc, t.prefetch_lanes, true);
         for (int64_t i = 0; i < out_w; i++) {
             if (sc == 1 && t.lanes == L) {
                 std::memcpy(row + i * sw, &src[i], sizeof(Vec));
@@ -471,7 +429,9 @@ struct NhwcKernel {
 
     // A bundle of tasks (neighbouring channel groups of one sample) steps through the rows in
     // lockstep: the groups of a pixel share its pages and neighbouring cache lines, so the strided
-    // reads and writes of NHWC data cost one page walk and one memory access stream per bundle.
+    // reads and writes of NHWC data cost one page walk per bundle, and the hardware prefetchers see
+    // runs of neighbouring lines (one group alone reads one line per pixel, a whole pixel of
+    // channels apart, and waits for memory at every pixel; software prefetching did not help).
     template <int MODE>
     void run_bundle(Task* tasks, int count) const
     {
@@ -522,7 +482,6 @@ struct NhwcKernel {
                         Task& t = ts[k];
                         const int64_t g = g0 + k, c0 = g * L;
                         t.lanes = int(std::min<int64_t>(L, c - c0));
-                        t.prefetch_lanes = (k == 0) ? int(std::min<int64_t>(int64_t(count) * L, c - c0)) : 0;
                         t.x = A.x + ni * A.x_stride[0] + c0 * A.x_stride[1];
                         t.y = A.y + ni * A.y_stride[0] + c0 * A.y_stride[1];
                         t.code = (A.code != nullptr) ? A.code + (ni * groups + g) * mid_h * mid_w * L : nullptr;
