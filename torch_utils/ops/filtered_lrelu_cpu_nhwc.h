@@ -81,9 +81,12 @@ struct NhwcKernel {
     // TAPS > 0 fixes the number of taps at compile time (the filters of StyleGAN3 have 6 per phase
     // and 12 in all): the tap loop then unrolls, and a vector loaded once serves every output of the
     // block that it is a tap of.
-    template <int S, int NBLK, int MODE, int TAPS>
-    static inline void block(Vec* __restrict dst, int64_t dstride, int64_t k0, const Vec* const* src, int64_t nsrc,
-                             const T* coef, int64_t taps_rt, int64_t sstride, const Act& act, uint8_t* code)
+    //
+    // With PAIRED, every source is the sum of two rows, src[s] + src2[s] (added as they are loaded):
+    // a filter whose rows mirror each other then costs half the multiply-adds.
+    template <int S, int NBLK, int MODE, int TAPS, bool PAIRED>
+    static inline void block(Vec* __restrict dst, int64_t dstride, int64_t k0, const Vec* const* src, const Vec* const* src2,
+                             int64_t nsrc, const T* coef, int64_t taps_rt, int64_t sstride, const Act& act, uint8_t* code)
     {
         const int64_t ss = S ? S : sstride;
         const int64_t taps = TAPS ? TAPS : taps_rt;
@@ -92,10 +95,11 @@ struct NhwcKernel {
             acc[i] = Vec{};
         for (int64_t s = 0; s < nsrc; s++) {
             const Vec* p = src[s] + k0 * ss;
+            const Vec* q = PAIRED ? src2[s] + k0 * ss : p;
             const T* c = coef + s * taps;
             // Opaque to the optimiser from here on, so that every tap is a fixed displacement from p
             // rather than one more induction variable (of which there are not enough registers).
-            asm("" : "+r"(p), "+r"(c));
+            asm("" : "+r"(p), "+r"(q), "+r"(c));
             if (TAPS > 0 && S > 0) {
                 constexpr int kS = S > 0 ? S : 1;
                 constexpr int kTaps = TAPS > 0 ? TAPS : 1;
@@ -105,7 +109,7 @@ struct NhwcKernel {
                     cv[t] = splat(c[t]);
 #pragma GCC unroll 64
                 for (int m = 0; m < (NBLK - 1) * kS + kTaps; m++) {
-                    const Vec v = p[m];
+                    const Vec v = PAIRED ? p[m] + q[m] : p[m];
 #pragma GCC unroll 16
                     for (int i = 0; i < NBLK; i++) {
                         const int t = m - i * kS;
@@ -118,7 +122,7 @@ struct NhwcKernel {
             for (int64_t t = 0; t < taps; t++) {
                 const T ct = c[t];
                 for (int i = 0; i < NBLK; i++)
-                    acc[i] += ct * p[i * ss + t];
+                    acc[i] += ct * (PAIRED ? p[i * ss + t] + q[i * ss + t] : p[i * ss + t]);
             }
         }
         for (int i = 0; i < NBLK; i++) {
@@ -127,31 +131,31 @@ struct NhwcKernel {
         }
     }
 
-    template <int S, int MODE, int TAPS>
-    static void correlate_t(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, int64_t nsrc,
+    template <int S, int MODE, int TAPS, bool PAIRED>
+    static void correlate_t(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, const Vec* const* src2, int64_t nsrc,
                             const T* coef, int64_t taps, int64_t sstride, const Act& act, uint8_t* code)
     {
         int64_t k = 0;
         for (; k + NB <= n; k += NB)
-            block<S, NB, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+            block<S, NB, MODE, TAPS, PAIRED>(dst, dstride, k, src, src2, nsrc, coef, taps, sstride, act, code);
         if (NB > 6 && k + 6 <= n) {
-            block<S, (NB > 6 ? 6 : 1), MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+            block<S, (NB > 6 ? 6 : 1), MODE, TAPS, PAIRED>(dst, dstride, k, src, src2, nsrc, coef, taps, sstride, act, code);
             k += (NB > 6 ? 6 : 1);
         }
         for (; k + 2 <= n; k += 2)
-            block<S, 2, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+            block<S, 2, MODE, TAPS, PAIRED>(dst, dstride, k, src, src2, nsrc, coef, taps, sstride, act, code);
         for (; k < n; k++)
-            block<S, 1, MODE, TAPS>(dst, dstride, k, src, nsrc, coef, taps, sstride, act, code);
+            block<S, 1, MODE, TAPS, PAIRED>(dst, dstride, k, src, src2, nsrc, coef, taps, sstride, act, code);
     }
 
-    template <int S, int MODE>
-    static void correlate_s(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, int64_t nsrc,
+    template <int S, int MODE, bool PAIRED>
+    static void correlate_s(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, const Vec* const* src2, int64_t nsrc,
                             const T* coef, int64_t taps, int64_t sstride, const Act& act, uint8_t* code)
     {
-        if (S != 0 && taps == 1)       correlate_t<S, MODE, 1>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
-        else if (S != 0 && taps == 6)  correlate_t<S, MODE, 6>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
-        else if (S != 0 && taps == 12) correlate_t<S, MODE, 12>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
-        else                           correlate_t<S, MODE, 0>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+        if (S != 0 && taps == 1)       correlate_t<S, MODE, 1, PAIRED>(dst, dstride, n, src, src2, nsrc, coef, taps, sstride, act, code);
+        else if (S != 0 && taps == 6)  correlate_t<S, MODE, 6, PAIRED>(dst, dstride, n, src, src2, nsrc, coef, taps, sstride, act, code);
+        else if (S != 0 && taps == 12) correlate_t<S, MODE, 12, PAIRED>(dst, dstride, n, src, src2, nsrc, coef, taps, sstride, act, code);
+        else                           correlate_t<S, MODE, 0, PAIRED>(dst, dstride, n, src, src2, nsrc, coef, taps, sstride, act, code);
     }
 
     // dst[k * dstride] = epilogue(sum_s sum_t coef[s * taps + t] * src[s][k * sstride + t]) for k < n:
@@ -160,10 +164,20 @@ struct NhwcKernel {
     static void correlate(Vec* dst, int64_t dstride, int64_t n, const Vec* const* src, int64_t nsrc,
                           const T* coef, int64_t taps, int64_t sstride, const Act& act, uint8_t* code)
     {
-        if (sstride == 1)      correlate_s<1, MODE>(dst, dstride, n, src, nsrc, coef, taps, 1, act, code);
-        else if (sstride == 2) correlate_s<2, MODE>(dst, dstride, n, src, nsrc, coef, taps, 2, act, code);
-        else if (sstride == 4) correlate_s<4, MODE>(dst, dstride, n, src, nsrc, coef, taps, 4, act, code);
-        else                   correlate_s<0, MODE>(dst, dstride, n, src, nsrc, coef, taps, sstride, act, code);
+        if (sstride == 1)      correlate_s<1, MODE, false>(dst, dstride, n, src, nullptr, nsrc, coef, taps, 1, act, code);
+        else if (sstride == 2) correlate_s<2, MODE, false>(dst, dstride, n, src, nullptr, nsrc, coef, taps, 2, act, code);
+        else if (sstride == 4) correlate_s<4, MODE, false>(dst, dstride, n, src, nullptr, nsrc, coef, taps, 4, act, code);
+        else                   correlate_s<0, MODE, false>(dst, dstride, n, src, nullptr, nsrc, coef, taps, sstride, act, code);
+    }
+
+    // The same with every source the sum src[s] + src2[s] (no epilogue).
+    static void correlate_paired(Vec* dst, int64_t n, const Vec* const* src, const Vec* const* src2, int64_t nsrc,
+                                 const T* coef, int64_t taps, int64_t sstride, const Act& act)
+    {
+        if (sstride == 1)      correlate_s<1, kStore, true>(dst, 1, n, src, src2, nsrc, coef, taps, 1, act, nullptr);
+        else if (sstride == 2) correlate_s<2, kStore, true>(dst, 1, n, src, src2, nsrc, coef, taps, 2, act, nullptr);
+        else if (sstride == 4) correlate_s<4, kStore, true>(dst, 1, n, src, src2, nsrc, coef, taps, 4, act, nullptr);
+        else                   correlate_s<0, kStore, true>(dst, 1, n, src, src2, nsrc, coef, taps, sstride, act, nullptr);
     }
 
     template <int MODE>
@@ -232,6 +246,7 @@ struct NhwcKernel {
     int64_t row_lo, row_hi;        // input rows relative to q that a stage-1 output row may read
     int64_t mlo, mw;               // activated rows: columns [mlo, mlo + mw)
     int64_t ring2;
+    bool mirrored2;
     std::vector<T> coef_x, coef_y; // stage 1 separable: per phase, taps in order
     std::vector<int64_t> off_x, off_y;
     std::vector<T> coef_2d;        // stage 1 2-D: per (ry, rx) phase pair, [taps_y][taps_x]
@@ -286,6 +301,13 @@ struct NhwcKernel {
         const int64_t mhi = std::max<int64_t>(mid_w - 1, a2.down * (out_w - 1) + s2.fx - 1 - a2.pad0);
         mw = mhi - mlo + 1;
         ring2 = s2.fy + 1;
+        // A 2-D stage-2 filter whose rows mirror each other exactly (the radial filters of StyleGAN3-R
+        // do) is applied to sums of mirrored rows.
+        mirrored2 = s2.g2 != nullptr && s2.fy >= 2;
+        for (int64_t j = 0; mirrored2 && j < s2.fy; j++)
+            for (int64_t i = 0; i < s2.fx; i++)
+                if (s2.g2[j * s2.fx + i] != s2.g2[(s2.fy - 1 - j) * s2.fx + i])
+                    mirrored2 = false;
 
         const T lim = (A.clamp >= 0) ? T(A.clamp) : std::numeric_limits<T>::infinity();
         act.gain = splat(T(A.gain));
@@ -300,10 +322,15 @@ struct NhwcKernel {
         Buffer xrow, ring1, ring2, vrow, orow;
         // Row pointers of one filtering step (a std::vector would drop the vector attribute).
         const Vec** src = nullptr;
+        const Vec** src2 = nullptr;
         int64_t nsrc = 0;
-        ~Task() { std::free(src); }
+        Buffer zero;               // a row of zeros, the partner of a row without one
+        ~Task() { std::free(src); std::free(src2); }
         void clear() { nsrc = 0; }
         void push(const Vec* p) { src[nsrc++] = p; }
+        void push2(const Vec* p, const Vec* q) { src[nsrc] = p; src2[nsrc++] = q; }
+        std::vector<int64_t> coef_rows;
+        std::vector<T> coef;
         int64_t next_in = 0, next_mid = 0;
         const T* x = nullptr;      // this task's sample and first channel
         T* y = nullptr;
@@ -413,6 +440,26 @@ struct NhwcKernel {
             t.next_mid++;
         }
         t.clear();
+        if (mirrored2) {
+            // Rows j and fy-1-j share their coefficients; a row outside the image is a row of zeros.
+            const int64_t half = (s2.fy + 1) / 2;
+            for (int64_t j = 0; j < half; j++) {
+                const int64_t jm = s2.fy - 1 - j;
+                const bool in_j = j >= j0 && j < j1, in_jm = jm != j && jm >= j0 && jm < j1;
+                if (!in_j && !in_jm) continue;
+                const Vec* a = in_j ? ring2_row(t, first + j) : t.zero.p;
+                const Vec* b = in_jm ? ring2_row(t, first + jm) : t.zero.p;
+                t.coef_rows[t.nsrc] = j;
+                t.push2(a + (-a2x.pad0 - mlo), b + (-a2x.pad0 - mlo));
+            }
+            // Coefficient rows in the order of the pairs.
+            T* c = t.coef.data();
+            for (int64_t i = 0; i < t.nsrc; i++)
+                std::memcpy(c + i * s2.fx, s2.g2 + t.coef_rows[i] * s2.fx, s2.fx * sizeof(T));
+            correlate_paired(orow, out_w, t.src, t.src2, t.nsrc, c, s2.fx, a2x.down, act);
+            store_row(t, oy, orow);
+            return;
+        }
         for (int64_t j = j0; j < j1; j++) t.push(ring2_row(t, first + j) + (-a2x.pad0 - mlo));
         if (s2.g2 != nullptr) {
             correlate<kStore>(orow, 1, out_w, t.src, t.nsrc, s2.g2 + j0 * s2.fx, s2.fx, a2x.down, act, nullptr);
@@ -467,7 +514,13 @@ struct NhwcKernel {
                 Task ts[kBundle];
                 for (Task& t : ts) {
                     t.src = static_cast<const Vec**>(std::malloc(sizeof(const Vec*) * std::max<int64_t>({s1.fy, s2.fy, 1})));
-                    TORCH_CHECK(t.src != nullptr, "filtered_lrelu_cpu: out of memory");
+                    t.src2 = static_cast<const Vec**>(std::malloc(sizeof(const Vec*) * std::max<int64_t>({s1.fy, s2.fy, 1})));
+                    TORCH_CHECK(t.src != nullptr && t.src2 != nullptr, "filtered_lrelu_cpu: out of memory");
+                    if (mirrored2) {
+                        t.zero.get(mw);
+                        t.coef_rows.resize(s2.fy);
+                        t.coef.resize(s2.fy * s2.fx);
+                    }
                     t.xrow.get(xw);
                     t.ring1.get(ring1 * xw);
                     t.ring2.get(ring2 * mw);

@@ -266,6 +266,29 @@ def test_fast_wide_2d_filter_matches_ref(plugin, dtype, up, down, width):
     for out, ref in zip(results[1], results[0]):
         assert rel_err(out, ref) < 1e-5
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('size', [6, 13])
+@pytest.mark.parametrize('taps', [(12, 12), (7, 12), (12, 5)])
+def test_fast_mirrored_2d_filter_matches_ref(plugin, dtype, size, taps):
+    """A 2-D downsampling filter whose rows mirror each other (as config R's radial filters do) takes
+    the kernel's paired-rows path; odd and even heights, images small enough that the filter hangs
+    over the border, channels-last with a partial vector of channels. Values and gradients."""
+    gen = torch.Generator().manual_seed(15)
+    half = torch.rand([taps[0], taps[1]], generator=gen) + 0.1
+    fd = half + half.flip(0)
+    assert torch.equal(fd, fd.flip(0))
+    fu = torch.rand([12], generator=gen) + 0.1
+    x0 = torch.randn([2, 21, size, size + 1], generator=gen, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    b0 = torch.randn([21], generator=gen, dtype=dtype)
+    results = []
+    for impl in ['ref', 'fast']:
+        x, b = x0.clone().requires_grad_(), b0.clone().requires_grad_()
+        y = filtered_lrelu.filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=[11, 10, 12, 9], clamp=3, impl=impl)
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(16), dtype=dtype)
+        results.append([y, *torch.autograd.grad((y * w).sum(), [x, b])])
+    for out, ref in zip(results[1], results[0]):
+        assert rel_err(out, ref) < 1e-5
+
 #----------------------------------------------------------------------------
 # Every filtered_lrelu of the StyleGAN3-T fixture generator.
 
