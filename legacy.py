@@ -23,7 +23,7 @@ def load_network_pkl(f, force_fp16=False):
 
     Returns a dict with 'G', 'D', 'G_ema', 'augment_pipe' and 'training_set_kwargs' (missing
     entries are None). With `force_fp16`, networks are rebuilt to run their highest
-    resolutions in float16 (num_fp16_res=4, conv_clamp=256) with the same weights.
+    resolutions in float16 (num_fp16_res=4, conv_clamp=256; fc_clamp=256 for CREPS) with the same weights.
     """
     name = getattr(f, 'name', 'the network pickle')
     try:
@@ -55,17 +55,20 @@ def load_network_pkl(f, force_fp16=False):
 
 
 def _with_fp16(module):
-    """The same network rebuilt with num_fp16_res=4 and conv_clamp=256, if its constructor takes them."""
+    """The same network rebuilt with num_fp16_res=4 and a clamp of 256, if its constructor takes them."""
+    from training import networks_creps  # Not at the top: loading a pickle should not need it otherwise.
     init_kwargs = getattr(module, 'init_kwargs', None)
     if init_kwargs is None:
         return module  # Not a persistent class: cannot rebuild it.
     kwargs = copy.deepcopy(init_kwargs)
     target = kwargs.get('synthesis_kwargs', kwargs)  # Older generators nest them; newer ones flatten them.
-    changed = target.get('num_fp16_res', None) != 4 or target.get('conv_clamp', None) != 256
+    # CREPS has no convolutions: its layers clamp through fc_clamp, and would reject conv_clamp.
+    clamp_name = 'fc_clamp' if networks_creps.is_creps(module) else 'conv_clamp'
+    changed = target.get('num_fp16_res', None) != 4 or target.get(clamp_name, None) != 256
     if not changed:
         return module
     target['num_fp16_res'] = 4
-    target['conv_clamp'] = 256
+    target[clamp_name] = 256
     rebuilt = type(module)(*module.init_args, **kwargs)
     rebuilt.train(module.training).requires_grad_(False)
     misc.copy_params_and_buffers(module, rebuilt, require_all=True)

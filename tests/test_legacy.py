@@ -77,3 +77,23 @@ def test_not_a_network_pickle_is_a_clear_error(payload):
     f = io.BytesIO(payload)
     with pytest.raises(legacy.NetworkPickleError):
         legacy.load_network_pkl(f)
+
+
+def test_force_fp16_rebuilds_creps_with_fc_clamp(tmp_path):
+    from training import networks_creps
+    torch.manual_seed(0)
+    G = networks_creps.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=128,
+                                 channel_max=16, biline_channels=8, mapping_kwargs=dict(num_layers=2),
+                                 fc_clamp=None).eval()
+    path = tmp_path / 'creps.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None), f)
+    with open(path, 'rb') as f:
+        data = legacy.load_network_pkl(f, force_fp16=True)
+    rebuilt = data['G_ema']
+    assert rebuilt.init_kwargs.fc_clamp == 256 and rebuilt.init_kwargs.num_fp16_res == 4
+    assert 'conv_clamp' not in rebuilt.init_kwargs
+    z = torch.randn([2, G.z_dim])
+    c = torch.zeros([2, 0])
+    # The CPU runs in float32, and a clamp of 256 does not touch images of this small network.
+    torch.testing.assert_close(rebuilt(z, c, noise_mode='const'), G(z, c, noise_mode='const'))
