@@ -85,12 +85,15 @@ struct NhwcKernel {
     // With PAIRED, every source is the sum of two rows, src[s] + src2[s] (added as they are loaded):
     // a filter whose rows mirror each other then costs half the multiply-adds.
     template <int S, int NBLK, int MODE, int TAPS, bool PAIRED>
-    static inline void block(Vec* __restrict dst, int64_t dstride, int64_t k0, const Vec* const* src, const Vec* const* src2,
+    __attribute__((always_inline)) static inline void block(Vec* __restrict dst, int64_t dstride, int64_t k0, const Vec* const* src, const Vec* const* src2,
                              int64_t nsrc, const T* coef, int64_t taps_rt, int64_t sstride, const Act& act, uint8_t* code)
     {
         const int64_t ss = S ? S : sstride;
         const int64_t taps = TAPS ? TAPS : taps_rt;
+        // Unrolled on request, so that the accumulators live in registers (left as a loop, the
+        // zeroing becomes a memset of a stack array, slower than the whole block for short filters).
         Vec acc[NBLK];
+#pragma GCC unroll 16
         for (int i = 0; i < NBLK; i++)
             acc[i] = Vec{};
         for (int64_t s = 0; s < nsrc; s++) {
@@ -121,10 +124,12 @@ struct NhwcKernel {
             }
             for (int64_t t = 0; t < taps; t++) {
                 const T ct = c[t];
+#pragma GCC unroll 16
                 for (int i = 0; i < NBLK; i++)
                     acc[i] += ct * (PAIRED ? p[i * ss + t] + q[i * ss + t] : p[i * ss + t]);
             }
         }
+#pragma GCC unroll 16
         for (int i = 0; i < NBLK; i++) {
             const int64_t k = (k0 + i) * dstride;
             dst[k] = epilogue<MODE>(acc[i], act, code == nullptr ? nullptr : code + k * L);
@@ -376,7 +381,8 @@ struct NhwcKernel {
     }
 
     Vec* ring1_row(Task& t, int64_t i) const { return t.ring1.p + pos_mod(i, ring1) * xw; }
-    Vec* ring2_row(Task& t, int64_t k) const { return t.ring2.p + pos_mod(k, ring2) * mw; }
+    int64_t ring2_width() const { return s2.g2 == nullptr ? out_w : mw; }
+    Vec* ring2_row(Task& t, int64_t k) const { return t.ring2.p + pos_mod(k, ring2) * ring2_width(); }
 
     // Makes input row `i` available in the stage-1 ring, padded.
     void input_row(Task& t, int64_t i) const
@@ -397,8 +403,22 @@ struct NhwcKernel {
             input_row(t, t.next_in);
             t.next_in++;
         }
-        Vec* out = ring2_row(t, k) - mlo;   // out[0] = column 0
+        // A separable stage 2 filters each activated row along W at once, while it is in L1, and keeps
+        // only the result (out_w wide) in the ring: the pass along H, which loads every vector for
+        // one multiply-add only, then runs on the narrower rows.
+        Vec* out = (s2.g2 == nullptr ? t.vrow.p : ring2_row(t, k)) - mlo;   // out[0] = column 0
         uint8_t* code = (MODE == kActivateRecord || MODE == kDerivative) ? t.code + k * mid_w * L : nullptr;
+        mid_row_values<MODE>(t, k, ry, q, first, t0, t1, out, code);
+        if (s2.g2 == nullptr) {
+            const Vec* src = out - s2.ax.pad0;
+            correlate<kStore>(ring2_row(t, k), 1, out_w, &src, 1, s2.gx, s2.fx, s2.ax.down, act, nullptr);
+        }
+    }
+
+    template <int MODE>
+    void mid_row_values(Task& t, int64_t k, int64_t ry, int64_t q, int64_t first, int64_t t0, int64_t t1, Vec* out, uint8_t* code) const
+    {
+        (void)k; (void)q;
         t.clear();
         if (s1.g2 == nullptr) {
             // Along H first, on the narrow input rows (one load per multiply-add, whatever the
@@ -464,12 +484,9 @@ struct NhwcKernel {
         if (s2.g2 != nullptr) {
             correlate<kStore>(orow, 1, out_w, t.src, t.nsrc, s2.g2 + j0 * s2.fx, s2.fx, a2x.down, act, nullptr);
         } else {
-            // Along H into a row of the intermediate's width, then along W.
-            for (int64_t i = 0; i < t.nsrc; i++) t.src[i] += a2x.pad0;   // column 0
-            Vec* v = t.vrow.p - mlo;
-            correlate<kStore>(v, 1, mid_w, t.src, t.nsrc, s2.gy + j0, 1, 1, act, nullptr);
-            const Vec* src = v - a2x.pad0;
-            correlate<kStore>(orow, 1, out_w, &src, 1, s2.gx, s2.fx, a2x.down, act, nullptr);
+            // The rows are filtered along W already (mid_row): along H.
+            for (int64_t i = 0; i < t.nsrc; i++) t.src[i] -= (-a2x.pad0 - mlo);
+            correlate<kStore>(orow, 1, out_w, t.src, t.nsrc, s2.gy + j0, 1, 1, act, nullptr);
         }
         store_row(t, oy, orow);
     }
@@ -523,7 +540,7 @@ struct NhwcKernel {
                     }
                     t.xrow.get(xw);
                     t.ring1.get(ring1 * xw);
-                    t.ring2.get(ring2 * mw);
+                    t.ring2.get(ring2 * ring2_width());
                     t.vrow.get(mw);
                     t.orow.get(out_w);
                 }
