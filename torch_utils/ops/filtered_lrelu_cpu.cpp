@@ -30,6 +30,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -73,6 +76,7 @@ struct NhwcArgs {
 };
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#define FILTERED_LRELU_X86 1
 namespace isa_avx512 {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,bmi,bmi2")
@@ -88,7 +92,6 @@ constexpr int kVectorBytes = 32;
 #include "filtered_lrelu_cpu_nhwc.h"
 #pragma GCC pop_options
 }  // namespace isa_avx2
-#define FILTERED_LRELU_X86 1
 #endif
 
 namespace isa_base {

@@ -51,19 +51,50 @@ struct NhwcKernel {
         const IVec hi = y > a.lim;
         const IVec lo = y < a.neg_lim;
         const Vec r = hi ? a.lim : (lo ? a.neg_lim : y);
-        if (code != nullptr) {
-            const IVec c = (pos & 1) | ((hi | lo) & 2);
-            const CodeVec b = __builtin_convertvector(c, CodeVec);
-            std::memcpy(code, &b, L);
-        }
+        if (code != nullptr)
+            store_codes(code, (pos & 1) | ((hi | lo) & 2));
         return r;
+    }
+
+    // The derivative codes of a vector, one byte per lane. GCC turns a generic conversion between a
+    // byte vector and a 512-bit integer vector into one insert or extract per lane; with AVX-512 the
+    // widening and narrowing moves do it in one instruction.
+    template <typename U = T>
+    static inline void store_codes(uint8_t* code, IVec c)
+    {
+#ifdef FILTERED_LRELU_X86
+        if constexpr (kVectorBytes == 64) {
+            __m512i w;
+            std::memcpy(&w, &c, 64);
+            if constexpr (sizeof(U) == 4) _mm_storeu_si128(reinterpret_cast<__m128i*>(code), _mm512_cvtepi32_epi8(w));
+            else                          _mm_storel_epi64(reinterpret_cast<__m128i*>(code), _mm512_cvtepi64_epi8(w));
+            return;
+        }
+#endif
+        const CodeVec b = __builtin_convertvector(c, CodeVec);
+        std::memcpy(code, &b, L);
+    }
+
+    template <typename U = T>
+    static inline IVec load_codes(const uint8_t* code)
+    {
+#ifdef FILTERED_LRELU_X86
+        if constexpr (kVectorBytes == 64) {
+            const __m512i w = (sizeof(U) == 4) ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(code)))
+                                               : _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(code)));
+            IVec c;
+            std::memcpy(&c, &w, 64);
+            return c;
+        }
+#endif
+        CodeVec b;
+        std::memcpy(&b, code, L);
+        return __builtin_convertvector(b, IVec);
     }
 
     static inline Vec derivative(Vec v, const Act& a, const uint8_t* code)
     {
-        CodeVec b;
-        std::memcpy(&b, code, L);
-        const IVec c = __builtin_convertvector(b, IVec);
+        const IVec c = load_codes(code);
         const Vec d = (c & 1) ? a.gain : a.gain_neg;
         return (c & 2) ? Vec{} : v * d;
     }
