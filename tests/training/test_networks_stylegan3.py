@@ -156,15 +156,18 @@ def grouped_modulated_conv2d(x, w, s, demodulate, padding, input_gain):
 
 @pytest.mark.parametrize('kernel', [1, 3])
 @pytest.mark.parametrize('demodulate', [True, False])
-def test_modulated_conv2d_matches_grouped_formulation(kernel, demodulate):
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_modulated_conv2d_matches_grouped_formulation(kernel, demodulate, memory_format):
+    """Also channels-last, the layout the synthesis network runs in on the CPU (which it keeps)."""
     gen = torch.Generator().manual_seed(kernel + 10 * demodulate)
-    x = torch.randn([3, 5, 7, 6], generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn([3, 5, 7, 6], generator=gen, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
     w = torch.randn([4, 5, kernel, kernel], generator=gen, dtype=torch.float64, requires_grad=True)
     s = torch.randn([3, 5], generator=gen, dtype=torch.float64, requires_grad=True)
     gain = torch.tensor(0.7, dtype=torch.float64)
     out = networks.modulated_conv2d(x=x, w=w, s=s, demodulate=demodulate, padding=kernel - 1, input_gain=gain)
     ref = grouped_modulated_conv2d(x, w, s, demodulate=demodulate, padding=kernel - 1, input_gain=gain)
     assert out.shape == ref.shape
+    assert out.is_contiguous(memory_format=memory_format)
     assert relative_error(out, ref) < 1e-10
     grad_out = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
     grads = torch.autograd.grad(out, [x, w, s], grad_out)
@@ -244,6 +247,22 @@ def test_default_ops_match_reference_ops(monkeypatch, config, img_resolution, c_
     assert grads.keys() == grads_ref.keys() and len(grads) > 0
     for name in grads_ref:
         assert relative_error(grads[name], grads_ref[name]) < 1e-4, name
+
+
+@pytest.mark.parametrize('config', ['T', 'R'])
+def test_synthesis_runs_channels_last_on_cpu_and_returns_contiguous_image(config):
+    G = make_generator(seed=5, **tiny_generator_kwargs(config, 16, 0))
+    layouts = []
+    hooks = [getattr(G.synthesis, name).register_forward_pre_hook(
+                 lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+             for name in G.synthesis.layer_names]
+    z, c = random_inputs(G, batch_size=2, seed=6)
+    with torch.no_grad():
+        img = G(z, c)
+    for hook in hooks:
+        hook.remove()
+    assert layouts == [True] * len(G.synthesis.layer_names)
+    assert img.is_contiguous()
 
 
 @pytest.mark.parametrize('config', ['T', 'R'])
