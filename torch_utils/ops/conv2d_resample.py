@@ -12,8 +12,9 @@ convolution when there is no resampling.
 
 import torch
 
+from torch_utils.ops import _geometry
 from torch_utils.ops import conv2d_gradfix
-from torch_utils.ops import resolve_impl
+from torch_utils.ops import dispatch
 from torch_utils.ops import upfirdn2d
 
 #----------------------------------------------------------------------------
@@ -44,23 +45,17 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
     assert isinstance(down, int) and down >= 1, 'down must be a positive int'
     assert isinstance(groups, int) and groups >= 1 and x.shape[1] == w.shape[1] * groups, 'channel count mismatch'
     out_channels, _in_channels_per_group, kh, kw = w.shape
-    fw, fh = upfirdn2d._get_filter_size(f)
-    px0, px1, py0, py1 = upfirdn2d._parse_padding(padding)
+    fw, fh = _geometry.filter_size(f)
+    pad = _geometry.parse_padding(padding)
 
     # Padding that keeps the image centred, as upsample2d() and downsample2d() choose it.
     if up > 1:
-        px0 += (fw + up - 1) // 2
-        px1 += (fw - up) // 2
-        py0 += (fh + up - 1) // 2
-        py1 += (fh - up) // 2
+        pad = _geometry.added_padding(pad, _geometry.centring_padding(fw, up=up), _geometry.centring_padding(fh, up=up))
     if down > 1:
-        px0 += (fw - down + 1) // 2
-        px1 += (fw - down) // 2
-        py0 += (fh - down + 1) // 2
-        py1 += (fh - down) // 2
-    pad = [px0, px1, py0, py1]
+        pad = _geometry.added_padding(pad, _geometry.centring_padding(fw, down=down), _geometry.centring_padding(fh, down=down))
+    px0, px1, py0, py1 = pad
 
-    impl = resolve_impl(impl, x)
+    impl = dispatch.resolve_impl(impl, x)
     if impl == 'ref':
         x = upfirdn2d.upfirdn2d(x=x, f=(f if up > 1 else None), up=up, padding=pad, gain=up ** 2, flip_filter=flip_filter, impl='ref')
         x = _conv2d(x=x, w=w, groups=groups, flip_weight=flip_weight)

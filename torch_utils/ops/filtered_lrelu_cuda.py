@@ -1,19 +1,9 @@
-"""CUDA kernel for filtered_lrelu (StyleGAN3), with gradients of any order for x and b.
+"""filtered_lrelu, CUDA implementation (StyleGAN3), with gradients of any order for x and b.
 
-Interface used by torch_utils.ops.filtered_lrelu:
-
-    available(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=sqrt(2), slope=0.2,
-              clamp=None, flip_filter=False) -> bool
-    filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=sqrt(2), slope=0.2,
-                   clamp=None, flip_filter=False) -> Tensor
-
-Both take the public op's arguments minus `impl`. `available` is True when x is a float32, float16
-or bfloat16 CUDA tensor, the filters are constants, the plugin builds, and this kind of
-configuration (dtype, up, down, filter shapes, padding, flip_filter, with/without bias and clamp)
-passed its first-use self-check against impl='ref' (see verify_cuda). Pass the same arguments you
-will pass to `filtered_lrelu`; with x alone the identity configuration is checked, and
-`filtered_lrelu` then checks its own configuration on first use and computes it with impl='ref'
-if that check fails.
+Leaf of torch_utils.ops.filtered_lrelu (see torch_utils.ops.dispatch); arguments arrive normalised.
+Takes float32, float16 and bfloat16 tensors with constant filters; the dispatcher runs the kernel
+only for configurations that passed their first-use self-check (`config_key`, `check_inputs`,
+verify_cuda).
 
 One kernel pass does bias, upsampling filter, leaky ReLU, gain, clamp and downsampling filter
 through shared memory, and records per upsampled sample (2 bits each) whether it was positive,
@@ -28,102 +18,61 @@ kernel on machines without a GPU).
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
+from torch_utils.ops import _geometry
 from torch_utils.ops import plugin_cuda
 from torch_utils.ops import verify_cuda
+
+DEVICE = 'cuda'
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MODE_FORWARD, _MODE_LINEAR = 0, 1
 
-
 #----------------------------------------------------------------------------
 
-def available(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None, flip_filter=False):
-    """True if the kernel can and may compute filtered_lrelu(x, ...) with these arguments."""
-    if not isinstance(x, torch.Tensor) or x.device.type != 'cuda':
-        return False
-    return _config_ok(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+def built():
+    return plugin_cuda.get_plugin() is not None
 
 
-def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np.sqrt(2), slope=0.2, clamp=None, flip_filter=False):
-    """Same result as torch_utils.ops.filtered_lrelu.filtered_lrelu(..., impl='ref'), computed by the kernel."""
-    kwargs = dict(fu=fu, fd=fd, b=b, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp, flip_filter=flip_filter)
-    if not _config_ok(x, **kwargs):
-        from torch_utils.ops import filtered_lrelu as public
-        with verify_cuda.reference_impl():
-            return public.filtered_lrelu(x, **kwargs, impl='ref')
-    return _filtered_lrelu_kernel(x, **kwargs)
-
-#----------------------------------------------------------------------------
-
-def _parse_padding(padding):
-    if isinstance(padding, int):
-        padding = [padding, padding]
-    padding = [int(p) for p in padding]
-    if len(padding) == 2:
-        padding = [padding[0], padding[0], padding[1], padding[1]]
-    assert len(padding) == 4, 'padding must be an int, [x, y] or [x0, x1, y0, y1]'
-    return padding
+def supported(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
+    # Filter gradients are left to the PyTorch implementations.
+    filters_constant = all(f is None or not f.requires_grad for f in (fu, fd))
+    return x.dtype in _DTYPES and filters_constant and built()
 
 
-def _filter_taps(f):
-    """(taps_x, taps_y); None is the 1x1 identity."""
-    if f is None:
-        return 1, 1
-    return int(f.shape[-1]), int(f.shape[0])
+def apply(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
+    plan = _make_plan(x, fu, fd, up, down, padding, gain, slope, clamp, flip_filter)
+    # The signs are the backward's only state; skip them when there will be no backward.
+    need_signs = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+    return _FilteredLRelu.apply(x, b, plan, need_signs)
 
 
-def _config_ok(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
-    if x.dtype not in _DTYPES or x.ndim != 4:
-        return False
-    for f in (fu, fd):
-        if f is not None and (f.ndim not in (1, 2) or f.requires_grad):
-            return False  # Filter gradients are left to the PyTorch implementations.
-    if plugin_cuda.get_plugin() is None:
-        return False
-    padding = _parse_padding(padding)
-    key = (str(x.device), str(x.dtype), f'up={int(up)}', f'down={int(down)}', f'fu {list(fu.shape) if fu is not None else None}',
-           f'fd {list(fd.shape) if fd is not None else None}', f'padding={padding}', f'flip_filter={bool(flip_filter)}',
-           'bias' if b is not None else 'no bias', 'clamp' if clamp is not None and clamp >= 0 else 'no clamp')
-    return verify_cuda.check_once('filtered_lrelu', key, lambda: _self_check(
-        x.device, x.dtype, fu, fd, b is not None, int(up), int(down), padding, float(gain), float(slope), clamp, bool(flip_filter)))
+def config_key(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
+    """What selects a distinct code path: device, dtype, up, down, filter shapes, padding, flip, bias, clamp."""
+    shape = lambda f: list(f.shape) if f is not None else None
+    return (str(x.device), str(x.dtype), f'up={up}', f'down={down}', f'fu {shape(fu)}', f'fd {shape(fd)}',
+            f'padding={list(padding)}', f'flip_filter={flip_filter}', 'bias' if b is not None else 'no bias',
+            'clamp' if clamp >= 0 else 'no clamp')
 
 
-def _self_check(device, dtype, fu, fd, has_bias, up, down, padding, gain, slope, clamp, flip_filter):
-    """Values, gradients and second-order gradients against impl='ref' on a small random input
-    whose output spans more than one tile of the kernel."""
-    from torch_utils.ops import filtered_lrelu as public
-    (fu_w, fu_h), (fd_w, fd_h) = _filter_taps(fu), _filter_taps(fd)
+def check_inputs(x, b, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
+    """A small random input of the same configuration whose output spans more than one tile of the
+    kernel, with the filters perturbed so that index mix-ups in symmetric filters show: ([x, b], args)."""
+    (fu_w, fu_h), (fd_w, fd_h) = _geometry.filter_size(fu), _geometry.filter_size(fd)
     out_size = 19
     w = max(-(-((out_size - 1) * down + fd_w + fu_w - 1 - padding[0] - padding[1]) // up), 1)
     h = max(-(-((out_size - 1) * down + fd_h + fu_h - 1 - padding[2] - padding[3]) // up), 1) + 1
     filters = []
     for seed, f in ((8, fu), (9, fd)):
-        if f is not None:  # Perturbed, so that index mix-ups in symmetric filters show.
-            f = f.to(device=device, dtype=torch.float32) + verify_cuda.random_tensor(f.shape, seed, device, torch.float32, 0.05)
+        if f is not None:
+            f = f.to(device=x.device, dtype=torch.float32) + verify_cuda.random_tensor(f.shape, seed, x.device, torch.float32, 0.05)
         filters.append(f)
-    fu, fd = filters
-    scale = 1.0 if clamp is None or clamp < 0 else max(1.0, 1.5 * clamp / max(gain, 1e-8))
-    x = verify_cuda.random_tensor([2, 3, h, w], 10, device, dtype, scale)
-    b = verify_cuda.random_tensor([3], 11, device, dtype, scale) if has_bias else None
-    kwargs = dict(fu=fu, fd=fd, up=up, down=down, padding=padding, gain=gain, slope=slope, clamp=clamp, flip_filter=flip_filter)
-
-    def run(fn, x, b):
-        x = x.detach().requires_grad_(True)
-        b = b.detach().requires_grad_(True) if b is not None else None
-        y = fn(x, b)
-        dy = verify_cuda.random_tensor(y.shape, 12, device, x.dtype).requires_grad_(True)
-        inputs = [x] + ([b] if b is not None else [])
-        grads = torch.autograd.grad(y, inputs, dy, create_graph=True)
-        v = verify_cuda.random_tensor(x.shape, 13, device, x.dtype)
-        return [y] + list(grads) + [torch.autograd.grad((grads[0] * v).sum(), dy)[0]]
-
-    got = run(lambda x, b: _filtered_lrelu_kernel(x, b=b, **kwargs), x, b)
-    ref = run(lambda x, b: public.filtered_lrelu(x, b=b, **kwargs, impl='ref'), x.float(), b.float() if b is not None else None)
-    names = ['y', 'dx'] + (['db'] if has_bias else []) + ['d(dx.v)/ddy']
-    return verify_cuda.first_problem(*[verify_cuda.mismatch(n, g, r, dtype) for n, g, r in zip(names, got, ref)])
+    scale = 1.0 if clamp < 0 else max(1.0, 1.5 * clamp / max(gain, 1e-8))
+    xc = verify_cuda.random_tensor([2, 3, h, w], 10, x.device, x.dtype, scale)
+    bc = verify_cuda.random_tensor([3], 11, x.device, x.dtype, scale) if b is not None else None
+    return [xc, bc], dict(fu=filters[0], fd=filters[1], up=up, down=down, padding=padding, gain=gain, slope=slope,
+                          clamp=clamp, flip_filter=flip_filter)
 
 #----------------------------------------------------------------------------
 
@@ -164,25 +113,18 @@ class _Plan(NamedTuple):
 
 
 def _make_plan(x, fu, fd, up, down, padding, gain, slope, clamp, flip_filter):
-    px0, px1, py0, py1 = _parse_padding(padding)
+    px0, px1, py0, py1 = padding
     f_up = _kernel_filter(fu, flip_filter, up ** 2, x.device)
     f_down = _kernel_filter(fd, flip_filter, 1, x.device)
     in_w, in_h = x.shape[3], x.shape[2]
-    mid_w = in_w * up + px0 + px1 - f_up.size[0] + 1
-    mid_h = in_h * up + py0 + py1 - f_up.size[1] + 1
-    out_w = (mid_w - f_down.size[0] + down) // down
-    out_h = (mid_h - f_down.size[1] + down) // down
+    mid_w = _geometry.resampled_length(in_w, up, 1, px0, px1, f_up.size[0])
+    mid_h = _geometry.resampled_length(in_h, up, 1, py0, py1, f_up.size[1])
+    out_w = _geometry.resampled_length(mid_w, 1, down, 0, 0, f_down.size[0])
+    out_h = _geometry.resampled_length(mid_h, 1, down, 0, 0, f_down.size[1])
     assert mid_w >= 1 and mid_h >= 1 and out_w >= 1 and out_h >= 1, 'filtered_lrelu: empty output (check padding and filter sizes)'
     return _Plan(up=up, down=down, padding=(px0, px1, py0, py1), in_size=(in_w, in_h), mid_size=(mid_w, mid_h),
                  out_size=(out_w, out_h), f_up=f_up, f_down=f_down, gain=float(gain), slope=float(slope),
-                 clamp=float(clamp if clamp is not None and clamp >= 0 else -1))
-
-
-def _filtered_lrelu_kernel(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
-    plan = _make_plan(x, fu, fd, int(up), int(down), padding, gain, slope, clamp, flip_filter)
-    # The signs are the backward's only state; skip them when there will be no backward.
-    need_signs = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
-    return _FilteredLRelu.apply(x, b, plan, need_signs)
+                 clamp=float(clamp))
 
 
 def _launch_forward_config(plan, x, b, signs, mode, write_signs):

@@ -2,7 +2,7 @@
 
 import torch
 
-from torch_utils.ops import resolve_impl
+from torch_utils.ops import dispatch
 
 #----------------------------------------------------------------------------
 
@@ -17,7 +17,7 @@ def fma(a, b, c, impl='cuda'):
     """
     tensors = [t for t in (a, b, c) if isinstance(t, torch.Tensor)]
     assert tensors, 'at least one operand must be a tensor'
-    impl = resolve_impl(impl, tensors[0])
+    impl = dispatch.resolve_impl(impl, tensors[0])
     if impl == 'ref':
         return a * b + c
     a, b, c = [t if isinstance(t, torch.Tensor) else torch.as_tensor(t, dtype=tensors[0].dtype, device=tensors[0].device) for t in (a, b, c)]

@@ -9,7 +9,7 @@ which autograd differentiates to any order with respect to both the input and th
 import torch
 import torch.nn.functional as F
 
-from torch_utils.ops import resolve_impl
+from torch_utils.ops import dispatch
 
 #----------------------------------------------------------------------------
 
@@ -20,7 +20,7 @@ def grid_sample(input, grid, impl='cuda'):
     assert isinstance(input, torch.Tensor) and input.ndim == 4, 'input must be an NCHW tensor'
     assert isinstance(grid, torch.Tensor) and grid.ndim == 4 and grid.shape[3] == 2, 'grid must be [N, H_out, W_out, 2]'
     assert grid.shape[0] == input.shape[0], 'input and grid must have the same batch size'
-    if resolve_impl(impl, input) == 'ref':
+    if dispatch.resolve_impl(impl, input) == 'ref':
         return _grid_sample_ref(input, grid)
     return F.grid_sample(input=input, grid=grid, mode='bilinear', padding_mode='zeros', align_corners=False)
 

@@ -18,10 +18,11 @@ import time
 import numpy as np
 import torch
 
-from torch_utils.ops import bias_act_cuda
-from torch_utils.ops import filtered_lrelu_cuda
+from torch_utils.ops import bias_act
+from torch_utils.ops import dispatch
+from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import plugin_cuda
-from torch_utils.ops import upfirdn2d_cuda
+from torch_utils.ops import upfirdn2d
 
 #----------------------------------------------------------------------------
 
@@ -37,13 +38,23 @@ def _filter(taps, seed):
     return f / f.sum()
 
 
+def check(op_module, x_shape, device, dtype, **kwargs):
+    """The kernel's self-check for a call of op_module's op on an x of `x_shape` with these arguments:
+    None when it agrees with the reference, else a description."""
+    x = torch.zeros(x_shape, device=device, dtype=dtype)
+    if 'b' in kwargs:  # A bias flag becomes a bias of the right length.
+        kwargs['b'] = torch.zeros([x_shape[kwargs.get('dim', 1)]], device=device, dtype=dtype) if kwargs['b'] else None
+    tensors, args = op_module._prepare(x, **kwargs)
+    return dispatch.check_kernel(op_module._LEAVES, tensors, args)
+
+
 def bias_act_grid():
-    for act in bias_act_cuda._ACT_CODE:
+    for act in bias_act.activation_funcs:
         for has_bias, clamp in [(True, None), (True, 1.0), (False, None)]:
             for ndim, dim in [(4, 1), (2, 1)]:
                 yield f'act={act} bias={has_bias} clamp={clamp} ndim={ndim}', \
-                    lambda device, dtype, act=act, has_bias=has_bias, clamp=clamp, ndim=ndim, dim=dim: bias_act_cuda._self_check(
-                        device, dtype, ndim, has_bias, bias_act_cuda._normalize(torch.zeros([1] * ndim), dim, act, None, None, clamp))
+                    lambda device, dtype, act=act, has_bias=has_bias, clamp=clamp, ndim=ndim, dim=dim: check(
+                        bias_act, [2] * ndim, device, dtype, b=has_bias, dim=dim, act=act, clamp=clamp)
 
 
 def upfirdn2d_grid():
@@ -55,9 +66,8 @@ def upfirdn2d_grid():
     ]
     for taps, up, down, padding, flip in cases:
         yield f'f={taps} up={up} down={down} padding={padding} flip={flip}', \
-            lambda device, dtype, taps=taps, up=up, down=down, padding=padding, flip=flip: upfirdn2d_cuda._self_check(
-                device, dtype, _filter(taps, 1), upfirdn2d_cuda._parse_scaling(up), upfirdn2d_cuda._parse_scaling(down),
-                upfirdn2d_cuda._parse_padding(padding), flip)
+            lambda device, dtype, taps=taps, up=up, down=down, padding=padding, flip=flip: check(
+                upfirdn2d, [2, 3, 32, 32], device, dtype, f=_filter(taps, 1), up=up, down=down, padding=padding, flip_filter=flip)
 
 
 def filtered_lrelu_grid():
@@ -76,9 +86,9 @@ def filtered_lrelu_grid():
     ]
     for fu, fd, up, down, padding, clamp, flip, bias in cases:
         yield f'fu={fu} fd={fd} up={up} down={down} padding={padding} clamp={clamp} flip={flip} bias={bias}', \
-            lambda device, dtype, fu=fu, fd=fd, up=up, down=down, padding=padding, clamp=clamp, flip=flip, bias=bias: \
-            filtered_lrelu_cuda._self_check(device, dtype, _filter(fu, 2), _filter(fd, 3), bias, up, down,
-                                            filtered_lrelu_cuda._parse_padding(padding), float(np.sqrt(2)), 0.2, clamp, flip)
+            lambda device, dtype, fu=fu, fd=fd, up=up, down=down, padding=padding, clamp=clamp, flip=flip, bias=bias: check(
+                filtered_lrelu, [2, 3, 32, 32], device, dtype, fu=_filter(fu, 2), fd=_filter(fd, 3), b=bias, up=up, down=down,
+                padding=padding, clamp=clamp, flip_filter=flip)
 
 #----------------------------------------------------------------------------
 

@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from torch_utils.ops import bias_act
-
-
-def rel_err(out, ref):
-    return ((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30)).item()
+from torch_utils.ops import bias_act_fast
+from helpers import relative_error
 
 
 def _np_sigmoid(x):
@@ -37,9 +35,9 @@ ACTS = list(NUMPY_ACTS)
 def fast_backend(request, monkeypatch):
     """Runs the test with the C++ kernels, then with the vectorised PyTorch code behind 'fast'."""
     if request.param == 'torch':
-        monkeypatch.setattr(bias_act, '_cpu_plugin', False)
+        monkeypatch.setattr(bias_act_fast, '_plugin', lambda: None)
     else:
-        assert bias_act._get_cpu_plugin() is not None, 'the C++ plugin failed to build'
+        assert bias_act_fast._plugin() is not None, 'the C++ plugin failed to build'
     return request.param
 
 
@@ -100,10 +98,10 @@ LAYOUTS = ['nchw', 'channels_last', 'non_contiguous', 'dim0', 'dim_last', 'no_bi
 OPTIONS = [(None, None, None), (0.3, 0.7, 1.0), (None, None, 0.0), (None, -1.5, None)]
 
 
-@pytest.mark.parametrize('impl', ['fast', 'cuda'])
 @pytest.mark.parametrize('act', ACTS)
 @pytest.mark.parametrize('layout', LAYOUTS)
-def test_parity(fast_backend, impl, act, layout):
+def test_parity(fast_backend, act, layout):
+    impl = 'fast'  # impl='cuda' on CPU tensors is this same leaf (tests/torch_utils/ops/test_cuda_ops.py).
     gen = torch.Generator().manual_seed(1)
     for alpha, gain, clamp in OPTIONS:
         x, b, dim = make_inputs(layout, gen)
@@ -121,7 +119,7 @@ def test_parity(fast_backend, impl, act, layout):
             if ref.abs().max() == 0:
                 assert out.abs().max() == 0
             else:
-                assert rel_err(out, ref) < 1e-5
+                assert relative_error(out, ref) < 1e-5
 
 
 @pytest.mark.parametrize('impl', ['ref', 'fast'])
@@ -160,7 +158,7 @@ def test_fast_second_order_matches_ref(fast_backend):
         penalty = gx.square().sum()
         results.append(torch.autograd.grad(penalty, [x, b]))
     for out, ref in zip(results[1], results[0]):
-        assert rel_err(out, ref) < 1e-5
+        assert relative_error(out, ref) < 1e-5
 
 
 def test_half_precision():
@@ -168,7 +166,7 @@ def test_half_precision():
     b = torch.randn([4]).half()
     ref = bias_act.bias_act(x.float(), b.float(), act='lrelu', clamp=1.0, impl='ref')
     out = bias_act.bias_act(x, b, act='lrelu', clamp=1.0, impl='fast')
-    assert out.dtype == torch.float16 and rel_err(out, ref) < 2e-3
+    assert out.dtype == torch.float16 and relative_error(out, ref) < 2e-3
 
 
 def test_does_not_modify_input(fast_backend):
@@ -211,8 +209,8 @@ def test_parity_cuda(impl, act, layout):
         xc = x.cuda().requires_grad_(True)
         bc = b.cuda() if b is not None else None
         out = bias_act.bias_act(xc, bc, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp, impl=impl)
-        assert rel_err(out.detach().cpu(), ref) < 1e-5 or ref.abs().max() == 0
+        assert relative_error(out.detach().cpu(), ref) < 1e-5 or ref.abs().max() == 0
         (gx,) = torch.autograd.grad(out.sum(), [xc])
         xr = x.clone().requires_grad_(True)
         (gr,) = torch.autograd.grad(bias_act.bias_act(xr, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp, impl='ref').sum(), [xr])
-        assert rel_err(gx.cpu(), gr) < 1e-5 or gr.abs().max() == 0
+        assert relative_error(gx.cpu(), gr) < 1e-5 or gr.abs().max() == 0

@@ -11,10 +11,7 @@ import torch
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import upfirdn2d
-
-
-def rel_err(out, ref):
-    return ((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30)).item()
+from helpers import relative_error
 
 
 def make_filter(taps, gen):
@@ -55,7 +52,7 @@ def check_parity(impls, up, down, k, padding, taps):
         for impl in impls:
             out = conv2d_resample.conv2d_resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter, impl=impl)
             assert out.shape == ref.shape
-            assert rel_err(out, ref) < 1e-5
+            assert relative_error(out, ref) < 1e-5
         checked += 1
     if not checked:
         pytest.skip('padded image smaller than the filters')
@@ -72,7 +69,7 @@ def test_fused_matches_composition_channels_last_and_gradfix():
         for up, down in [(2, 1), (1, 2), (1, 1)]:
             ref = conv2d_resample.conv2d_resample(x.contiguous(), w, f, up=up, down=down, padding=1, impl='ref')
             out = conv2d_resample.conv2d_resample(x, w, f, up=up, down=down, padding=1)
-            assert rel_err(out, ref) < 1e-5
+            assert relative_error(out, ref) < 1e-5
     finally:
         conv2d_gradfix.enabled = previous
 
@@ -155,4 +152,4 @@ def test_parity_cuda(up, down, k, padding, taps):
     except AssertionError:
         pytest.skip('padded image smaller than the filters')
     out = conv2d_resample.conv2d_resample(x.cuda(), w.cuda(), None if f is None else f.cuda(), up, down, padding)
-    assert rel_err(out.cpu(), ref) < 1e-5
+    assert relative_error(out.cpu(), ref) < 1e-5

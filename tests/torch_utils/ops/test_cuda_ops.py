@@ -6,9 +6,6 @@ kernels on first use; and the self-check itself is tested with deliberately wron
 GPU (@pytest.mark.cuda): the public ops with impl='cuda' against impl='ref'.
 """
 
-import inspect
-import os
-import shutil
 import warnings
 
 import numpy as np
@@ -17,6 +14,7 @@ import torch
 
 from torch_utils.ops import bias_act
 from torch_utils.ops import bias_act_cuda
+from torch_utils.ops import dispatch
 from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import filtered_lrelu_cuda
 from torch_utils.ops import plugin_cuda
@@ -28,21 +26,10 @@ CPU = torch.device('cpu')
 
 #----------------------------------------------------------------------------
 
-def _nvcc_present():
-    homes = (os.environ.get('CUDA_HOME'), os.environ.get('CUDA_PATH'), '/usr/local/cuda')
-    return any(h and os.path.isfile(os.path.join(h, 'bin', 'nvcc')) for h in homes) or shutil.which('nvcc') is not None
-
-
 @pytest.fixture
-def real_plugin(monkeypatch):
+def real_plugin(cuda_plugin):
     """The built plugin (its CPU emulation runs the kernel code on CPU tensors); skips without nvcc."""
-    if torch.version.cuda is None or not _nvcc_present():
-        pytest.skip('nvcc (CUDA toolkit) not found, so the CUDA plugin cannot be compiled')
-    if not torch.cuda.is_available() and not os.environ.get('TORCH_CUDA_ARCH_LIST'):
-        monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '8.0;9.0')  # Same as test_cuda_build, so the build is shared.
-    plugin = plugin_cuda.get_plugin()
-    assert plugin is not None, 'the CUDA plugin failed to build (see test_cuda_build)'
-    return plugin
+    return cuda_plugin
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +47,15 @@ def _filter(taps, seed):
         return upfirdn2d.setup_filter(torch.rand([taps], generator=g) + 0.5)
     return torch.rand(list(taps), generator=g) + 0.1
 
+
+def _check(op_module, x_shape, dtype, **kwargs):
+    """The kernel's self-check (kernel code on the CPU against the reference) for one kind of call."""
+    x = torch.zeros(x_shape, dtype=dtype)
+    if 'b' in kwargs:
+        kwargs['b'] = torch.zeros([x_shape[kwargs.get('dim', 1)]], dtype=dtype) if kwargs['b'] else None
+    tensors, args = op_module._prepare(x, **kwargs)
+    return dispatch.check_kernel(op_module._LEAVES, tensors, args)
+
 #----------------------------------------------------------------------------
 # The kernel code (run on the CPU) against impl='ref': values, gradients, second order.
 
@@ -68,14 +64,14 @@ def _filter(taps, seed):
 def test_bias_act_kernel_code_matches_ref(real_plugin, act, dtype):
     for clamp in [None, 0.7]:
         for has_bias, ndim, dim in [(True, 4, 1), (True, 2, 1), (True, 3, 2), (False, 4, 1)]:
-            args = bias_act_cuda._normalize(torch.zeros([1] * ndim), dim, act, None, None, clamp)
-            problem = bias_act_cuda._self_check(CPU, dtype, ndim, has_bias, args)
+            problem = _check(bias_act, [2] * ndim, dtype, b=has_bias, dim=dim, act=act, clamp=clamp)
             assert problem is None, f'clamp={clamp} bias={has_bias} ndim={ndim} dim={dim}: {problem}'
 
 
 def test_bias_act_kernel_third_order_is_an_error(real_plugin):
     x = torch.randn([2, 3], requires_grad=True)
-    y = bias_act_cuda._bias_act_kernels(x, None, **bias_act_cuda._normalize(x, 1, 'tanh', None, None, None))
+    tensors, args = bias_act._prepare(x, None, act='tanh')
+    y = bias_act_cuda.apply(*tensors, **args)
     dx, = torch.autograd.grad(y.sum(), x, create_graph=True)
     ddx, = torch.autograd.grad(dx.sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match='second order'):
@@ -99,8 +95,7 @@ UPFIRDN2D_CASES = [
 @pytest.mark.parametrize('taps, up, down, padding, flip_filter', UPFIRDN2D_CASES)
 def test_upfirdn2d_kernel_code_matches_ref(real_plugin, taps, up, down, padding, flip_filter):
     for dtype in [torch.float32, torch.bfloat16]:
-        problem = upfirdn2d_cuda._self_check(CPU, dtype, _filter(taps, 1), upfirdn2d_cuda._parse_scaling(up),
-                                             upfirdn2d_cuda._parse_scaling(down), upfirdn2d_cuda._parse_padding(padding), flip_filter)
+        problem = _check(upfirdn2d, [2, 3, 32, 32], dtype, f=_filter(taps, 1), up=up, down=down, padding=padding, flip_filter=flip_filter)
         assert problem is None, f'{dtype}: {problem}'
 
 
@@ -119,8 +114,8 @@ FILTERED_LRELU_CASES = [
 @pytest.mark.parametrize('fu, fd, up, down, padding, clamp, flip_filter, bias', FILTERED_LRELU_CASES)
 def test_filtered_lrelu_kernel_code_matches_ref(real_plugin, fu, fd, up, down, padding, clamp, flip_filter, bias):
     for dtype in [torch.float32, torch.float16]:
-        problem = filtered_lrelu_cuda._self_check(CPU, dtype, _filter(fu, 2), _filter(fd, 3), bias, up, down,
-                                                  filtered_lrelu_cuda._parse_padding(padding), np.sqrt(2), 0.2, clamp, flip_filter)
+        problem = _check(filtered_lrelu, [2, 3, 32, 32], dtype, fu=_filter(fu, 2), fd=_filter(fd, 3), b=bias, up=up, down=down,
+                         padding=padding, clamp=clamp, flip_filter=flip_filter)
         assert problem is None, f'{dtype}: {problem}'
 
 
@@ -142,12 +137,14 @@ def test_filtered_lrelu_kernel_higher_order_gradients_match_ref(real_plugin):
         dv, = torch.autograd.grad((ddy * w).sum(), v)
         return dv
 
-    got = third_order(lambda x, b: filtered_lrelu_cuda._filtered_lrelu_kernel(x, b=b, **kwargs))
+    _, args = filtered_lrelu._prepare(x, b=b, **kwargs)
+    got = third_order(lambda x, b: filtered_lrelu_cuda.apply(x, b, **args))
     ref = third_order(lambda x, b: filtered_lrelu.filtered_lrelu(x, b=b, **kwargs, impl='ref'))
     assert verify_cuda.mismatch('third order', got, ref, torch.float32) is None
 
 #----------------------------------------------------------------------------
-# The self-check and the fallback, with deliberately wrong kernels (no GPU or nvcc needed).
+# The self-check and the fallback, with deliberately wrong kernels (no GPU or nvcc needed). The
+# dispatcher is made to treat CPU tensors as the kernels' device, so the whole path runs here.
 
 class _WrongPlugin:
     """Kernels with the plugin's signatures and shapes but wrong numbers, or a crash."""
@@ -172,55 +169,64 @@ class _WrongPlugin:
 
 
 OPS = {
-    'bias_act': (bias_act_cuda, dict(b=torch.randn([3]), act='lrelu'),
-                 lambda x, **kw: bias_act.bias_act(x, **kw, impl='ref')),
-    'upfirdn2d': (upfirdn2d_cuda, dict(f=upfirdn2d.setup_filter([1, 3, 3, 1]), up=2, padding=[2, 1]),
-                  lambda x, **kw: upfirdn2d.upfirdn2d(x, **kw, impl='ref')),
-    'filtered_lrelu': (filtered_lrelu_cuda, dict(fu=upfirdn2d.setup_filter([1, 3, 3, 1]), fd=upfirdn2d.setup_filter([1, 3, 3, 1]),
-                                                 b=torch.randn([3]), up=2, down=2, padding=3, clamp=1.0),
-                       lambda x, **kw: filtered_lrelu.filtered_lrelu(x, **kw, impl='ref')),
+    'bias_act': (bias_act, dict(b=torch.randn([3]), act='lrelu')),
+    'upfirdn2d': (upfirdn2d, dict(f=upfirdn2d.setup_filter([1, 3, 3, 1]), up=2, padding=[2, 1])),
+    'filtered_lrelu': (filtered_lrelu, dict(fu=upfirdn2d.setup_filter([1, 3, 3, 1]), fd=upfirdn2d.setup_filter([1, 3, 3, 1]),
+                                            b=torch.randn([3]), up=2, down=2, padding=3, clamp=1.0)),
 }
+
+
+@pytest.fixture
+def kernels_on_cpu(monkeypatch):
+    """Routes CPU tensors to the CUDA leaves, as CUDA tensors are on a GPU machine (where the CPU-only
+    fast filtered_lrelu is not in line)."""
+    for module in (bias_act_cuda, upfirdn2d_cuda, filtered_lrelu_cuda):
+        monkeypatch.setattr(module, 'DEVICE', 'cpu')
+    monkeypatch.setattr(filtered_lrelu._LEAVES['fast'], 'DEVICE', 'cuda')
+
+
+def _fallback(op_module):
+    """The leaf the dispatcher falls back to when the kernel is out: the next one in line for the device."""
+    return op_module._LEAVES['ref'] if op_module is filtered_lrelu else op_module._LEAVES['fast']
 
 
 @pytest.mark.parametrize('op', list(OPS))
 @pytest.mark.parametrize('crash', [False, True])
-def test_wrong_kernel_fails_self_check_once_and_op_falls_back(monkeypatch, op, crash):
-    module, kwargs, ref = OPS[op]
+def test_wrong_kernel_fails_self_check_once_and_op_falls_back(monkeypatch, kernels_on_cpu, op, crash):
+    module, kwargs = OPS[op]
     monkeypatch.setattr(plugin_cuda, 'get_plugin', lambda: _WrongPlugin(crash=crash))
     x = torch.randn([2, 3, 8, 8])
+    op_fn = getattr(module, op)
     with pytest.warns(verify_cuda.KernelSelfCheckWarning, match=op) as record:
-        assert module._config_ok(x, **_defaults(module, kwargs)) is False
+        y = op_fn(x, **kwargs, impl='cuda')
     assert len(record) == 1
     assert ('simulated kernel crash' in str(record[0].message)) == crash
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # Decided once: no second check, no second warning.
-        y = getattr(module, op)(x, **kwargs)  # The op's own guard falls back to impl='ref'.
-    assert torch.equal(y, ref(x, **kwargs))
-
-
-def _defaults(module, kwargs):
-    """All arguments of module._config_ok but x: those in kwargs, else the op's defaults."""
-    op_params = inspect.signature(getattr(module, module.__name__.rsplit('.', 1)[1].replace('_cuda', ''))).parameters
-    names = list(inspect.signature(module._config_ok).parameters)[1:]
-    return {n: kwargs.get(n, op_params[n].default) for n in names}
+        assert torch.equal(op_fn(x, **kwargs, impl='cuda'), y)
+    tensors, args = module._prepare(x, **kwargs)
+    assert torch.equal(y, _fallback(module).apply(*tensors, **args))
 
 
 @pytest.mark.parametrize('op', list(OPS))
-def test_build_failure_means_unavailable_without_self_check(monkeypatch, op):
-    module, kwargs, _ = OPS[op]
+def test_build_failure_means_unavailable_without_self_check(monkeypatch, kernels_on_cpu, op):
+    module, kwargs = OPS[op]
     monkeypatch.setattr(plugin_cuda, 'get_plugin', lambda: None)
+    x = torch.zeros([2, 3, 8, 8])
+    tensors, args = module._prepare(x, **kwargs)
     with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        assert module._config_ok(torch.zeros([2, 3, 8, 8]), **_defaults(module, kwargs)) is False
+        warnings.simplefilter('error')  # custom_ops has warned about the build; nothing more is said.
+        assert dispatch.choose_implementation(op, module._LEAVES, 'cuda', tensors, args) is _fallback(module)
 
 
 @pytest.mark.parametrize('op', list(OPS))
-def test_available_is_false_for_cpu_tensors(op):
-    module, kwargs, _ = OPS[op]
-    assert module.available(torch.zeros([2, 3, 8, 8]), **kwargs) is False
+def test_kernels_are_not_chosen_for_cpu_tensors(op):
+    module, kwargs = OPS[op]
+    tensors, args = module._prepare(torch.zeros([2, 3, 8, 8]), **kwargs)
+    assert dispatch.choose_implementation(op, module._LEAVES, 'cuda', tensors, args) is module._LEAVES['fast']
 
 
-def test_self_check_catches_small_errors_and_leaves_global_rng_alone(real_plugin, monkeypatch):
+def test_self_check_catches_small_errors_and_leaves_global_rng_alone(real_plugin, monkeypatch, kernels_on_cpu):
     class Perturbed:
         def __getattr__(self, name):
             fn = getattr(real_plugin, name)
@@ -230,11 +236,22 @@ def test_self_check_catches_small_errors_and_leaves_global_rng_alone(real_plugin
             return wrapped
     x = torch.randn([2, 3, 8, 8])
     state = torch.random.get_rng_state()
-    assert bias_act_cuda._config_ok(x, None, 1, 'lrelu', None, None, None) is True
+    choose = lambda act: dispatch.choose_implementation('bias_act', bias_act._LEAVES, 'cuda', *bias_act._prepare(x, act=act))
+    assert choose('lrelu') is bias_act_cuda
     monkeypatch.setattr(plugin_cuda, 'get_plugin', lambda: Perturbed())
     with pytest.warns(verify_cuda.KernelSelfCheckWarning, match='relative error'):
-        assert bias_act_cuda._config_ok(x, None, 1, 'tanh', None, None, None) is False
+        assert choose('tanh') is not bias_act_cuda
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_unsupported_call_warns_once_naming_the_implementation_used(monkeypatch, kernels_on_cpu):
+    monkeypatch.setattr(dispatch, '_warned', set())
+    monkeypatch.setattr(plugin_cuda, 'get_plugin', lambda: _WrongPlugin())
+    x = torch.randn([2, 3, 8, 8], dtype=torch.float64)  # The kernels take float32, float16 and bfloat16.
+    with pytest.warns(dispatch.OpFallbackWarning, match="bias_act: impl='cuda' does not support.*float64.*impl='fast'") as record:
+        for _ in range(3):
+            bias_act.bias_act(x, act='lrelu', impl='cuda')
+    assert len(record) == 1
 
 #----------------------------------------------------------------------------
 # On a GPU: the public ops with impl='cuda' against impl='ref'.
@@ -252,7 +269,7 @@ def test_bias_act_cuda_matches_ref_on_gpu(act, dtype):
     b = torch.randn([16], device='cuda').to(dtype).requires_grad_(True)
     with warnings.catch_warnings():
         warnings.simplefilter('error', verify_cuda.KernelSelfCheckWarning)
-        assert bias_act_cuda.available(x, b=b, act=act, clamp=1.5)
+        assert dispatch.choose_implementation('bias_act', bias_act._LEAVES, 'cuda', *bias_act._prepare(x, b, act=act, clamp=1.5)) is bias_act_cuda
         y = bias_act.bias_act(x, b, act=act, clamp=1.5, impl='cuda')
     xr, br = x.detach().float().requires_grad_(True), b.detach().float().requires_grad_(True)
     yr = bias_act.bias_act(xr, br, act=act, clamp=1.5, impl='ref')
@@ -272,7 +289,7 @@ def test_upfirdn2d_cuda_matches_ref_on_gpu(taps, up, down, padding, flip_filter,
     kwargs = dict(up=up, down=down, padding=padding, flip_filter=flip_filter, gain=2.0)
     with warnings.catch_warnings():
         warnings.simplefilter('error', verify_cuda.KernelSelfCheckWarning)
-        assert upfirdn2d_cuda.available(x, f, **kwargs)
+        assert dispatch.choose_implementation('upfirdn2d', upfirdn2d._LEAVES, 'cuda', *upfirdn2d._prepare(x, f, **kwargs)) is upfirdn2d_cuda
         y = upfirdn2d.upfirdn2d(x, f, **kwargs, impl='cuda')
     xr = x.detach().float().requires_grad_(True)
     yr = upfirdn2d.upfirdn2d(xr, f, **kwargs, impl='ref')
@@ -291,7 +308,7 @@ def test_filtered_lrelu_cuda_matches_ref_on_gpu(fu, fd, up, down, padding, clamp
     kwargs = dict(fu=fu, fd=fd, up=up, down=down, padding=padding, clamp=clamp, flip_filter=flip_filter)
     with warnings.catch_warnings():
         warnings.simplefilter('error', verify_cuda.KernelSelfCheckWarning)
-        assert filtered_lrelu_cuda.available(x, b=b, **kwargs)
+        assert dispatch.choose_implementation('filtered_lrelu', filtered_lrelu._LEAVES, 'cuda', *filtered_lrelu._prepare(x, b=b, **kwargs)) is filtered_lrelu_cuda
         y = filtered_lrelu.filtered_lrelu(x, b=b, **kwargs, impl='cuda')
     xr = x.detach().float().requires_grad_(True)
     yr = filtered_lrelu.filtered_lrelu(xr, b=b, **kwargs, impl='ref')
@@ -306,9 +323,11 @@ def test_kernels_read_strided_inputs(real_plugin):
     x = torch.randn([2, 5, 11, 9], generator=g)
     x_cl = x.to(memory_format=torch.channels_last)
     f = _filter(4, 11)
-    for fn in [lambda x: upfirdn2d_cuda._upfirdn2d_kernel(x, f, 2, 1, [2, 1], False, 1),
-               lambda x: upfirdn2d_cuda._upfirdn2d_kernel(x, _filter((3, 4), 12), 1, 2, 1, True, 1),
-               lambda x: filtered_lrelu_cuda._filtered_lrelu_kernel(x, f, f, None, 2, 2, 3, np.sqrt(2), 0.2, None, False)]:
+    for op_module, kwargs in [(upfirdn2d, dict(f=f, up=2, padding=[2, 1])),
+                              (upfirdn2d, dict(f=_filter((3, 4), 12), down=2, padding=1, flip_filter=True)),
+                              (filtered_lrelu, dict(fu=f, fd=f, up=2, down=2, padding=3))]:
+        kernel = op_module._LEAVES['cuda']
+        fn = lambda x: kernel.apply(*op_module._prepare(x, **kwargs)[0], **op_module._prepare(x, **kwargs)[1])
         assert torch.equal(fn(x_cl), fn(x))
         assert torch.equal(fn(x[:, 1:4]), fn(x[:, 1:4].contiguous()))
 

@@ -14,13 +14,13 @@ import pytest
 import scipy.signal
 import torch
 
+from torch_utils import custom_ops
+from torch_utils.ops import _geometry
 from torch_utils.ops import filtered_lrelu
+from torch_utils.ops import filtered_lrelu_fast
+from helpers import relative_error
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures')
-
-
-def rel_err(out, ref):
-    return ((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30)).item()
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +28,7 @@ def plugin():
     """The fast path must really run the C++ kernel here, or the parity tests would compare ref with ref."""
     if shutil.which(os.environ.get('CXX', 'c++')) is None:
         pytest.skip('no C++ compiler')
-    module = filtered_lrelu._get_plugin()
+    module = filtered_lrelu_fast._plugin()
     assert module is not None, 'the filtered_lrelu C++ kernel failed to build'
     return module
 
@@ -74,11 +74,11 @@ def test_ref_matches_numpy(up, down, padding, kinds, flip_filter):
     fu, fd = (make_filter(k, gen) for k in kinds)
     x = torch.randn([2, 3, 11, 10], generator=gen, dtype=torch.float64)
     b = torch.randn([3], generator=gen, dtype=torch.float64)
-    kwargs = dict(up=up, down=down, padding=filtered_lrelu._parse_padding(padding), gain=1.7, slope=0.15, clamp=0.9, flip_filter=flip_filter)
+    kwargs = dict(up=up, down=down, padding=_geometry.parse_padding(padding), gain=1.7, slope=0.15, clamp=0.9, flip_filter=flip_filter)
     out = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='ref')
     expected = numpy_filtered_lrelu(x.numpy(), *(None if t is None else t.double().numpy() for t in (fu, fd, b)), **kwargs)
     assert list(out.shape) == list(expected.shape)
-    assert rel_err(out, torch.from_numpy(expected)) < 1e-6   # upfirdn2d scales float32 filters before casting.
+    assert relative_error(out, torch.from_numpy(expected)) < 1e-6   # upfirdn2d scales float32 filters before casting.
 
 #----------------------------------------------------------------------------
 # The fast path against the reference.
@@ -102,7 +102,7 @@ def test_fast_matches_ref(plugin, up, down, padding, kinds):
     ref = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='ref')
     out = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='fast')
     assert out.shape == ref.shape and out.dtype == ref.dtype
-    assert rel_err(out, ref) < 1e-5
+    assert relative_error(out, ref) < 1e-5
 
 
 @pytest.mark.parametrize('layout', ['batch1', 'transposed', 'channels_last', 'sliced'])
@@ -118,7 +118,7 @@ def test_fast_input_layouts(plugin, layout):
     kwargs = dict(up=2, down=2, padding=[4, 3, 2, 5], clamp=1.0)
     ref = filtered_lrelu.filtered_lrelu(x.contiguous(), fu, fd, b, **kwargs, impl='ref')
     out = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='fast')
-    assert rel_err(out, ref) < 1e-5
+    assert relative_error(out, ref) < 1e-5
 
 
 def _vector_widths(plugin):
@@ -135,7 +135,7 @@ def test_fast_vector_widths_and_layouts(plugin, monkeypatch, memory_format, vect
     output keeps a channels-last input's layout."""
     if vector_bytes not in _vector_widths(plugin):
         pytest.skip(f'this CPU has no {vector_bytes * 8}-bit vectors')
-    monkeypatch.setattr(filtered_lrelu, '_vector_bytes', vector_bytes)
+    monkeypatch.setattr(filtered_lrelu_fast, '_vector_bytes', vector_bytes)
     gen = torch.Generator().manual_seed(11)
     fu, fd = (make_filter(k, gen) for k in kinds)
     x0 = (torch.randn([2, 19, 9, 8], generator=gen, dtype=dtype) * 2).contiguous(memory_format=memory_format)
@@ -148,7 +148,7 @@ def test_fast_vector_widths_and_layouts(plugin, monkeypatch, memory_format, vect
         w = torch.randn(y.shape, generator=torch.Generator().manual_seed(12), dtype=dtype)
         results.append([y, *torch.autograd.grad((y * w).sum(), [x, b])])
     for out, ref in zip(results[1], results[0]):
-        assert rel_err(out, ref) < 1e-5
+        assert relative_error(out, ref) < 1e-5
     y, dx = results[1][0], results[1][1]
     channels_last = memory_format == torch.channels_last
     assert y.is_contiguous(memory_format=memory_format) and dx.is_contiguous(memory_format=memory_format)
@@ -181,7 +181,7 @@ def test_fast_inference_matches_training_forward(plugin):
     assert y_no_grad.grad_fn is None and y_const.grad_fn is None
     assert torch.equal(y_train.detach(), y_no_grad) and torch.equal(y_no_grad, y_const)
     ref = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **{**kwargs, 'impl': 'ref'})
-    assert rel_err(y_const, ref) < 1e-5
+    assert relative_error(y_const, ref) < 1e-5
 
 
 def test_cuda_impl_on_cpu_takes_fast_path(plugin):
@@ -201,7 +201,7 @@ def test_fast_float64_matches_numpy(plugin):
     out = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='fast')
     expected = numpy_filtered_lrelu(x.numpy(), fu.double().numpy(), fd.double().numpy(), b.numpy(), **{**kwargs, 'padding': [5, 2, -1, 6]})
     assert out.dtype == torch.float64
-    assert rel_err(out, torch.from_numpy(expected)) < 1e-6
+    assert relative_error(out, torch.from_numpy(expected)) < 1e-6
 
 #----------------------------------------------------------------------------
 # Gradients.
@@ -244,7 +244,7 @@ def test_fast_gradients_match_ref(plugin, case):
         gw, = torch.autograd.grad((gx ** 2).sum() + (gb ** 2).sum(), [w])
         results.append([y, gx, gb, gw])
     for out, ref in zip(results[1], results[0]):
-        assert rel_err(out, ref) < 1e-5
+        assert relative_error(out, ref) < 1e-5
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
@@ -264,7 +264,7 @@ def test_fast_wide_2d_filter_matches_ref(plugin, dtype, up, down, width):
         w = torch.randn(y.shape, generator=torch.Generator().manual_seed(10), dtype=dtype)
         results.append([y, *torch.autograd.grad((y * w).sum(), [x, b])])
     for out, ref in zip(results[1], results[0]):
-        assert rel_err(out, ref) < 1e-5
+        assert relative_error(out, ref) < 1e-5
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('size', [6, 13])
@@ -287,7 +287,7 @@ def test_fast_mirrored_2d_filter_matches_ref(plugin, dtype, size, taps):
         w = torch.randn(y.shape, generator=torch.Generator().manual_seed(16), dtype=dtype)
         results.append([y, *torch.autograd.grad((y * w).sum(), [x, b])])
     for out, ref in zip(results[1], results[0]):
-        assert rel_err(out, ref) < 1e-5
+        assert relative_error(out, ref) < 1e-5
 
 #----------------------------------------------------------------------------
 # Every filtered_lrelu of the StyleGAN3-T fixture generator.
@@ -343,7 +343,7 @@ def test_sg3t_fixture_layers(plugin, layer):
     ref = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='ref')
     out = filtered_lrelu.filtered_lrelu(x, fu, fd, b, **kwargs, impl='fast')
     assert list(out.shape) == [2, channels, size, size]
-    assert rel_err(out, ref) < 1e-5
+    assert relative_error(out, ref) < 1e-5
 
 #----------------------------------------------------------------------------
 # Shapes and fallbacks.
@@ -370,9 +370,10 @@ def test_rejects_bad_arguments():
 
 
 def test_fast_falls_back_to_ref_with_one_warning(monkeypatch):
-    monkeypatch.setattr(filtered_lrelu, '_plugin', None)
-    monkeypatch.setattr(filtered_lrelu, '_plugin_tried', True)
-    monkeypatch.setattr(filtered_lrelu, '_warned', set())
+    def failed_build(*_args, **_kwargs):
+        raise RuntimeError('simulated build failure')
+    monkeypatch.delitem(custom_ops._cached_plugins, 'filtered_lrelu_cpu_plugin', raising=False)
+    monkeypatch.setattr(custom_ops, '_build_and_import', failed_build)
     gen = torch.Generator().manual_seed(10)
     x, fu = torch.randn([1, 2, 6, 6], generator=gen), torch.rand([4], generator=gen)
     with warnings.catch_warnings(record=True) as caught:

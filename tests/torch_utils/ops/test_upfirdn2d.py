@@ -9,23 +9,22 @@ import pytest
 import scipy.signal
 import torch
 
+from torch_utils.ops import _geometry
 from torch_utils.ops import upfirdn2d
+from torch_utils.ops import upfirdn2d_fast
+from helpers import relative_error
 
-IMPLS_CPU = ['fast', 'cuda']   # 'cuda' on a CPU tensor must take the fast path.
+IMPLS_CPU = ['fast']   # impl='cuda' on CPU tensors is this same leaf (tests/torch_utils/ops/test_cuda_ops.py).
 
 
 @pytest.fixture(params=['cpp', 'torch'])
 def fast_backend(request, monkeypatch):
     """Runs the test with the C++ kernels, then with the vectorised PyTorch code behind 'fast'."""
     if request.param == 'torch':
-        monkeypatch.setattr(upfirdn2d, '_cpu_plugin', False)
+        monkeypatch.setattr(upfirdn2d_fast, '_plugin', lambda: None)
     else:
-        assert upfirdn2d._get_cpu_plugin() is not None, 'the C++ plugin failed to build'
+        assert upfirdn2d_fast._plugin() is not None, 'the C++ plugin failed to build'
     return request.param
-
-
-def rel_err(out, ref):
-    return ((out.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30)).item()
 
 
 def upfirdn2d_numpy(x, f, up, down, padding, flip_filter, gain):
@@ -66,7 +65,7 @@ def test_ref_matches_scipy(up, down, padding, kind, flip_filter):
     f = random_filter(kind, gen)
     x = torch.randn([2, 2, 7, 9], generator=gen, dtype=torch.float64)
     out = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=1.5, impl='ref')
-    expected = upfirdn2d_numpy(x.numpy(), f.numpy(), upfirdn2d._parse_scaling(up), upfirdn2d._parse_scaling(down), upfirdn2d._parse_padding(padding), flip_filter, 1.5)
+    expected = upfirdn2d_numpy(x.numpy(), f.numpy(), _geometry.parse_scaling(up), _geometry.parse_scaling(down), _geometry.parse_padding(padding), flip_filter, 1.5)
     assert out.shape == expected.shape
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
@@ -113,16 +112,16 @@ CASES = list(itertools.product(
 def check_parity(impl, device, up, down, padding, kind):
     gen = torch.Generator().manual_seed(up * 100 + down * 10 + len(kind))
     f = random_filter(kind, gen)
-    fw, fh = upfirdn2d._get_filter_size(f)
+    fw, fh = _geometry.filter_size(f)
     x = torch.randn([2, 3, 9, 8], generator=gen)
-    px0, px1, py0, py1 = upfirdn2d._parse_padding(padding)
+    px0, px1, py0, py1 = _geometry.parse_padding(padding)
     if 8 * up + px0 + px1 < fw or 9 * up + py0 + py1 < fh:
         pytest.skip('padded image smaller than the filter')
     for flip_filter, gain in [(False, 1), (True, 2.5), (False, -0.5)]:
         ref = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain, impl='ref')
         out = upfirdn2d.upfirdn2d(x.to(device), f.to(device), up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain, impl=impl)
         assert out.shape == ref.shape
-        assert rel_err(out.cpu(), ref) < 1e-5
+        assert relative_error(out.cpu(), ref) < 1e-5
 
 
 @pytest.mark.parametrize('up,down,padding,kind', CASES)
@@ -159,18 +158,18 @@ def test_parity_layouts(fast_backend, impl):
         for up, down in [(2, 1), (1, 2), (1, 1)]:
             ref = upfirdn2d.upfirdn2d(x.contiguous(), f, up=up, down=down, padding=1, impl='ref')
             out = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=1, impl=impl)
-            assert rel_err(out, ref) < 1e-5, name
+            assert relative_error(out, ref) < 1e-5, name
 
 
 def test_rank_deficient_2d_filter_uses_general_path(fast_backend):
     # A 2-D filter that is not an outer product must not be separated.
     f = torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [4.0, 0.0, 5.0]])
-    assert upfirdn2d._separate_filter(f) is None
+    assert upfirdn2d_fast._separate_filter(f) is None
     x = torch.randn([2, 2, 8, 8])
     for up, down in [(1, 1), (2, 1), (1, 2), (2, 2)]:
         ref = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=1, impl='ref')
         out = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=1, impl='fast')
-        assert rel_err(out, ref) < 1e-5
+        assert relative_error(out, ref) < 1e-5
 
 
 def test_float64_and_float16(fast_backend):
@@ -178,10 +177,10 @@ def test_float64_and_float16(fast_backend):
     x = torch.randn([2, 3, 8, 8], dtype=torch.float64)
     ref = upfirdn2d.upfirdn2d(x, f, up=2, padding=2, impl='ref')
     out = upfirdn2d.upfirdn2d(x, f, up=2, padding=2, impl='fast')
-    assert out.dtype == torch.float64 and rel_err(out, ref) < 1e-12
+    assert out.dtype == torch.float64 and relative_error(out, ref) < 1e-12
     out16 = upfirdn2d.upfirdn2d(x.half(), f, down=2, padding=1, impl='fast')
     ref16 = upfirdn2d.upfirdn2d(x.float(), f, down=2, padding=1, impl='ref')
-    assert out16.dtype == torch.float16 and rel_err(out16, ref16) < 2e-3
+    assert out16.dtype == torch.float16 and relative_error(out16, ref16) < 2e-3
 
 #----------------------------------------------------------------------------
 # Gradients.
@@ -211,7 +210,7 @@ def test_fast_gradient_matches_ref(fast_backend, up, down, padding):
         y = upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, impl=impl)
         (gx,) = torch.autograd.grad(y, [x], torch.sin(torch.arange(y.numel(), dtype=torch.float32).reshape(y.shape)))
         grads.append(gx)
-    assert rel_err(grads[1], grads[0]) < 1e-5
+    assert relative_error(grads[1], grads[0]) < 1e-5
 
 
 def test_gradient_is_transposed_op():
@@ -312,7 +311,7 @@ def test_default_impl_on_cpu_warns_at_most_once():
         warnings.simplefilter('always')
         outs = [upfirdn2d.upsample2d(x, f) for _ in range(3)]
     assert len([w for w in caught if 'upfirdn2d' in str(w.message)]) == 0   # CPU tensors go to 'fast' silently
-    assert rel_err(outs[0], upfirdn2d.upsample2d(x, f, impl='ref')) < 1e-6
+    assert relative_error(outs[0], upfirdn2d.upsample2d(x, f, impl='ref')) < 1e-6
 
 
 @pytest.mark.cuda
