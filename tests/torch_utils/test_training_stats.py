@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from torch_utils import training_stats
-from helpers import run_python
 
 
 def test_collector_mean_std_num():

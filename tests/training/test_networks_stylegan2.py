@@ -15,16 +15,10 @@ import torch
 import torch_utils.ops
 from torch_utils import persistence
 from training import networks_stylegan2 as sg2
+from helpers import relative_error
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE_DIR = REPO_ROOT / 'tests' / 'fixtures'
-
-
-def rel_error(out, ref):
-    out = torch.as_tensor(out, dtype=torch.float64)
-    ref = torch.as_tensor(ref, dtype=torch.float64)
-    assert out.shape == ref.shape
-    return ((out - ref).norm() / ref.norm()).item()
 
 
 def tiny_generator_kwargs(**overrides):
@@ -113,12 +107,12 @@ def test_fixture_parity(fixture_sg2):
     assert set(outputs) == set(meta['io_calls'])
     for name, out in outputs.items():
         assert list(out.shape) == meta['io'][name]
-        assert rel_error(out, io[name]) < 1e-4, name
+        assert relative_error(out, io[name]) < 1e-4, name
     # Guard against a vacuous comparison. (The fixture's noise strengths are all zero, so img_none equals
     # img_const there; test_noise_modes covers the noise inputs.)
-    assert rel_error(io['ws_psi07'], io['ws_psi1']) > 1e-3
-    assert rel_error(io['img_psi07_const'], io['img_const']) > 1e-3
-    assert rel_error(io['d_logits_fakes'], io['d_logits_reals']) > 1e-3
+    assert relative_error(io['ws_psi07'], io['ws_psi1']) > 1e-3
+    assert relative_error(io['img_psi07_const'], io['img_const']) > 1e-3
+    assert relative_error(io['d_logits_fakes'], io['d_logits_reals']) > 1e-3
 
 
 def test_fixture_parity_with_reference_ops(fixture_sg2, monkeypatch):
@@ -127,8 +121,8 @@ def test_fixture_parity_with_reference_ops(fixture_sg2, monkeypatch):
     with torch.no_grad():
         img = G.synthesis(io['ws_psi1'], noise_mode='const', force_fp32=True)
         logits = D(io['d_input'], io['c'])
-    assert rel_error(img, io['img_const']) < 1e-4
-    assert rel_error(logits, io['d_logits_reals']) < 1e-4
+    assert relative_error(img, io['img_const']) < 1e-4
+    assert relative_error(logits, io['d_logits_reals']) < 1e-4
 
 
 def test_constructor_defaults_match_official_signatures():
@@ -188,7 +182,7 @@ def test_reference_ops_parity(monkeypatch, c_dim, resolution, architecture, num_
     assert set(default) == set(reference)
     assert len(default) > 10
     for name in reference:
-        assert rel_error(default[name], reference[name]) < 1e-4, name
+        assert relative_error(default[name], reference[name]) < 1e-4, name
 
 
 def test_ops_allow_inplace_updates_of_official_network_code():
@@ -224,7 +218,7 @@ def test_modulated_conv2d_layouts_agree(kernel_size, up, demodulate, with_noise)
     grouped = sg2.modulated_conv2d(**kwargs, fused_modconv=True)
     shared = sg2.modulated_conv2d(**kwargs, fused_modconv=False)
     assert grouped.shape == (3, 7, 6 * up, 6 * up)
-    assert rel_error(shared, grouped) < 1e-5
+    assert relative_error(shared, grouped) < 1e-5
     # Independent check: the convolution of each sample with its own modulated (and demodulated) weight.
     for n in range(3):
         w = weight * styles[n].reshape(1, -1, 1, 1)
@@ -234,11 +228,11 @@ def test_modulated_conv2d_layouts_agree(kernel_size, up, demodulate, with_noise)
                                                        flip_weight=(up == 1))
         if noise is not None:
             expected = expected + noise[n:n + 1]
-        assert rel_error(shared[n:n + 1], expected) < 1e-5
+        assert relative_error(shared[n:n + 1], expected) < 1e-5
     if demodulate:  # Demodulation makes the output invariant to the scale of each sample's styles.
         scaled = sg2.modulated_conv2d(**dict(kwargs, styles=styles * 3, noise=None), fused_modconv=False)
         unscaled = sg2.modulated_conv2d(**dict(kwargs, noise=None), fused_modconv=False)
-        assert rel_error(scaled, unscaled) < 1e-5
+        assert relative_error(scaled, unscaled) < 1e-5
 
 
 def test_num_fp16_res_is_float32_on_cpu():
@@ -252,7 +246,7 @@ def test_num_fp16_res_is_float32_on_cpu():
         img16_forced = G16(z, c, noise_mode='const', force_fp32=True, fused_modconv=True)
     assert img16.dtype == torch.float32
     assert torch.equal(img16, img32)
-    assert rel_error(img16_forced, img32) < 1e-5
+    assert relative_error(img16_forced, img32) < 1e-5
 
 # ----------------------------------------------------------------------------
 # Pickling.
@@ -381,12 +375,12 @@ def test_style_mixing_through_ws():
         for idx in range(G.num_ws):
             mixed = ws_a.clone()
             mixed[:, idx] = ws_b[:, idx]
-            assert rel_error(G.synthesis(mixed, noise_mode='const'), img_a) > 1e-4, idx
+            assert relative_error(G.synthesis(mixed, noise_mode='const'), img_a) > 1e-4, idx
         # Coarse styles from a, fine styles from b.
         cutoff = 2
         mixed = torch.cat([ws_a[:, :cutoff], ws_b[:, cutoff:]], dim=1)
         img_mixed = G.synthesis(mixed, noise_mode='const')
-        assert rel_error(img_mixed, img_a) > 1e-3 and rel_error(img_mixed, img_b) > 1e-3
+        assert relative_error(img_mixed, img_a) > 1e-3 and relative_error(img_mixed, img_b) > 1e-3
         assert torch.equal(G.synthesis(torch.cat([ws_a[:, :0], ws_b], dim=1), noise_mode='const'), img_b)
     with pytest.raises(AssertionError):
         G.synthesis(ws_a[:, 1:])
@@ -402,8 +396,8 @@ def test_noise_modes():
         random_b = G(z, c, noise_mode='random')
         none = G(z, c, noise_mode='none')
         assert torch.equal(const_a, const_b)
-        assert rel_error(random_a, random_b) > 1e-4
-        assert rel_error(none, const_a) > 1e-4
+        assert relative_error(random_a, random_b) > 1e-4
+        assert relative_error(none, const_a) > 1e-4
         for layer in [m for m in G.modules() if isinstance(m, sg2.SynthesisLayer)]:
             layer.noise_strength.zero_()
         assert torch.equal(G(z, c, noise_mode='const'), none)
@@ -552,9 +546,9 @@ def test_float16_blocks_on_cuda():
         logits16 = D(img32, c)
         logits32 = D(img32, c, force_fp32=True)
     assert img16.dtype == torch.float32
-    assert rel_error(img16.cpu(), img32.cpu()) < 2e-2
-    assert rel_error(img_unfused.cpu(), img32.cpu()) < 1e-4
-    assert rel_error(logits16.cpu(), logits32.cpu()) < 2e-2
+    assert relative_error(img16.cpu(), img32.cpu()) < 2e-2
+    assert relative_error(img_unfused.cpu(), img32.cpu()) < 1e-4
+    assert relative_error(logits16.cpu(), logits32.cpu()) < 2e-2
     G_cpu = make_generator(num_fp16_res=2, img_resolution=32)
     with torch.no_grad():
-        assert rel_error(img32.cpu(), G_cpu(z.cpu(), c.cpu(), noise_mode='const')) < 1e-4
+        assert relative_error(img32.cpu(), G_cpu(z.cpu(), c.cpu(), noise_mode='const')) < 1e-4

@@ -15,16 +15,12 @@ import torch_utils.ops
 from helpers import FIXTURES_DIR
 from helpers import run_python
 from training import networks_stylegan3 as networks
+from helpers import relative_error
 
 FIXTURE = os.path.join(FIXTURES_DIR, 'sg3t-32-uncond')
 
 #----------------------------------------------------------------------------
 # Helpers.
-
-def relative_error(out, ref):
-    out = torch.as_tensor(out).detach().to(torch.float64)
-    ref = torch.as_tensor(ref).detach().to(torch.float64)
-    return float((out - ref).norm() / ref.norm())
 
 
 def load_fixture():
