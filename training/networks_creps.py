@@ -39,29 +39,6 @@ def normalize_2nd_moment(x, dim=1, eps=1e-8):
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
-def bias_act_in_place(y, b, act='linear', gain=None, clamp=None):
-    """bias_act.bias_act(y, b, dim=1, ...) for a tensor `y` that the caller has just computed and owns.
-
-    Where autograd records nothing on the CPU (inference), the result overwrites `y`: four in-place passes
-    instead of the four new tensors of bias_act's plain path. Otherwise, and for activations other than
-    'linear' and 'lrelu', this is bias_act itself.
-    """
-    records = torch.is_grad_enabled() and (y.requires_grad or (b is not None and b.requires_grad))
-    if records or y.device.type != 'cpu' or act not in ('linear', 'lrelu'):
-        return bias_act.bias_act(y, b, dim=1, act=act, gain=gain, clamp=clamp)
-    spec = bias_act.activation_funcs[act]
-    gain = spec.def_gain if gain is None else gain
-    if b is not None:
-        y.add_(b.reshape([1, -1] + [1] * (y.ndim - 2)))
-    if act == 'lrelu':
-        torch.nn.functional.leaky_relu_(y, spec.def_alpha)
-    if gain != 1:
-        y.mul_(gain)
-    if clamp is not None and clamp >= 0:
-        y.clamp_(-clamp, clamp)
-    return y
-
-
 def _num_positions(x):
     """Number of positions (product of the axes after the channels) of [N, C, ...] activations."""
     return int(np.prod(x.shape[2:], dtype=np.int64))
@@ -115,7 +92,7 @@ def fully_connected_per_pixel(layer, x):
             b = b * layer.bias_gain
     # A batched product keeps the positions contiguous (torch.matmul would transpose the activations).
     y = torch.bmm(w.unsqueeze(0).expand(batch_size, -1, -1), x.reshape(batch_size, layer.in_features, _num_positions(x)))
-    y = bias_act_in_place(y, b, act=layer.activation)
+    y = bias_act.bias_act(y, b, act=layer.activation)
     return y.reshape(batch_size, layer.out_features, *x.shape[2:])
 
 
@@ -301,7 +278,7 @@ class SynthesisLayer(torch.nn.Module):
         x = modulated_fc(x=x, weight=self.weight, styles=styles)
         act_gain = self.act_gain * gain
         act_clamp = self.fc_clamp * gain if self.fc_clamp is not None else None
-        return bias_act_in_place(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self):
         return ' '.join([
@@ -391,7 +368,7 @@ class ToResLayer(torch.nn.Module):
         # Without demodulation the He gain has to be applied explicitly; folding it into the styles is cheapest.
         styles = self.affine(w) * self.weight_gain
         x = modulated_fc(x=x, weight=self.weight, styles=styles, demodulate=False)
-        return bias_act_in_place(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
+        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
 
     def extra_repr(self):
         return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'
@@ -473,7 +450,7 @@ class SynthesisBlock(torch.nn.Module):
 # Synthesis network and generator.
 
 
-_BAND_PIXELS = 16384  # Pixels (over the batch) per band of the CPU inference pixel stage (measured on 2 cores).
+_BAND_BYTES = 8 << 20  # Bytes of the widest per-pixel activation of one band of the inference pixel stage.
 
 
 def _decoder(biline_channels):
@@ -560,14 +537,13 @@ class SynthesisNetwork(torch.nn.Module):
             if lines is not None:
                 stages.append((res, lines))
 
-        # Pixel stage: every pixel depends on its row and column of the bi-lines only. Without autograd on
-        # the CPU, it runs on bands of rows that stay in the cache, and memory does not grow with the image;
-        # in one piece when forward hooks are attached, so that they see whole feature maps.
+        # Pixel stage: every pixel depends on its row and column of the bi-lines only. Without autograd it
+        # runs on bands of rows, so that memory does not grow with the per-pixel features of the whole image.
         num_points = stages[0][1].shape[2]
         band = num_points
-        records = torch.is_grad_enabled() and any(t.requires_grad for t in [ws, x])
-        if ws.device.type == 'cpu' and not records and not any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
-            band = max(_BAND_PIXELS // (max(ws.shape[0], 1) * num_points), 1)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in [ws, x])):
+            row_bytes = max(ws.shape[0], 1) * num_points * self.biline_channels * 4 * 4  # The widest per-pixel activation, float32.
+            band = max(_BAND_BYTES // row_bytes, 1)
         last_ws = ws[:, -1:].expand(-1, 3, -1)  # Both per-pixel blocks use the last w for all their layers.
         bands = [self._render_rows(stages, slice(r, min(r + band, num_points)), last_ws, block_kwargs)
                  for r in range(0, num_points, band)]

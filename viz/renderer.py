@@ -185,14 +185,20 @@ class _StopRendering(Exception):
 
 
 class LayerCapture:
-    """Records the name and shape of every 4-D output of the synthesis network's modules, keeps the tensor of one."""
+    """Records the name and shape of every 4-D output of the synthesis network's modules, keeps the tensor of one.
 
-    def __init__(self, synthesis, selected='', stop=False):
+    With `row_bands`, a module that runs again on a band of rows of a map it already produced (CREPS renders its
+    per-pixel stage in bands of rows without autograd) extends that map instead of adding a layer.
+    """
+
+    def __init__(self, synthesis, selected='', stop=False, row_bands=False):
         self.synthesis = synthesis
         self.selected = selected
-        self.stop = stop
+        self.stop = stop and not row_bands  # Stopping after the first band would show part of the map.
+        self.row_bands = row_bands
         self.layers = []
         self.tensor = None
+        self._index = {}  # layer name -> position in self.layers
         self._seen = {}  # id -> weak reference: a freed tensor's id is reused by later tensors.
         self._handles = []
 
@@ -211,6 +217,19 @@ class LayerCapture:
         ref = self._seen.get(id(tensor))
         return ref is not None and ref() is tensor
 
+    def _extend_band(self, layer_name, tensor):
+        """Appends `tensor` as the next rows of the layer's map; False when it is not such a band."""
+        if not self.row_bands or layer_name not in self._index:
+            return False
+        info = self.layers[self._index[layer_name]]
+        channels, height, width = info.shape
+        if (tensor.shape[1], tensor.shape[3]) != (channels, width):
+            return False
+        self.layers[self._index[layer_name]] = dataclasses.replace(info, shape=(channels, height + tensor.shape[2], width))
+        if layer_name == self.selected:
+            self.tensor = torch.cat([self.tensor, tensor.detach()], dim=2)
+        return True
+
     def _hook(self, name):
         def hook(_module, _inputs, output):
             outputs = list(output) if isinstance(output, (tuple, list)) else [output]
@@ -219,6 +238,9 @@ class LayerCapture:
                     continue  # Styles and other vectors, and tensors a parent passes on unchanged.
                 self._seen[id(tensor)] = weakref.ref(tensor)
                 layer_name = name if len(outputs) == 1 else f'{name}[{idx}]'
+                if self._extend_band(layer_name, tensor):
+                    continue
+                self._index[layer_name] = len(self.layers)
                 self.layers.append(LayerInfo(layer_name, tuple(tensor.shape[1:]), str(tensor.dtype).replace('torch.', '')))
                 if layer_name == self.selected:
                     self.tensor = tensor.detach()
@@ -344,7 +366,7 @@ class Renderer:
 
         ws = self._ws(G, req)
         force_fp32 = req.force_fp32 or self.device.type != 'cuda'
-        capture = LayerCapture(G.synthesis, selected=req.layer, stop=req.stop_at_layer)
+        capture = LayerCapture(G.synthesis, selected=req.layer, stop=req.stop_at_layer, row_bands=info.is_creps)
         with contextlib.ExitStack() as stack:
             if req.noise_mode == 'random':
                 stack.enter_context(torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []))

@@ -8,7 +8,6 @@ import math
 import os
 import pickle
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,16 +20,10 @@ from helpers import FIXTURES_DIR
 from helpers import REPO_ROOT
 from helpers import run_python
 from training import networks_creps as creps
+from helpers import relative_error
 
 # ----------------------------------------------------------------------------
 # Helpers.
-
-
-def rel_error(out, ref):
-    out = torch.as_tensor(out).detach().to(torch.float64)
-    ref = torch.as_tensor(ref).detach().to(torch.float64)
-    assert out.shape == ref.shape
-    return float((out - ref).norm() / ref.norm())
 
 
 def tiny_generator_kwargs(**overrides):
@@ -125,23 +118,23 @@ def test_fixture_parity(fixture_network, name):
     G, io = fixture_network
     out = fixture_outputs(G, io)[name]
     assert out.shape == io[name].shape
-    assert rel_error(out, io[name]) < 1e-4
+    assert relative_error(out, io[name]) < 1e-4
 
 
 def test_fixture_parity_with_reference_ops(fixture_network, monkeypatch):
     monkeypatch.setattr(torch_utils.ops, 'force_impl', 'ref')
     G, io = fixture_network
     for name, out in fixture_outputs(G, io).items():
-        assert rel_error(out, io[name]) < 1e-4, name
+        assert relative_error(out, io[name]) < 1e-4, name
 
 
 def test_reference_formulation_reproduces_fixture(fixture_network):
     # The oracle of the tests below is itself checked against the public release.
     G, io = fixture_network
     with torch.no_grad():
-        assert rel_error(creps_reference.mapping(G, io['z'], io['c'], truncation_psi=0.7), io['ws_psi07']) < 1e-4
-        assert rel_error(creps_reference.synthesis(G, io['ws_psi1']), io['img_const']) < 1e-4
-        assert rel_error(creps_reference.synthesis(G, io['ws_psi1'], num_points=64), io['img_scale2']) < 1e-4
+        assert relative_error(creps_reference.mapping(G, io['z'], io['c'], truncation_psi=0.7), io['ws_psi07']) < 1e-4
+        assert relative_error(creps_reference.synthesis(G, io['ws_psi1']), io['img_const']) < 1e-4
+        assert relative_error(creps_reference.synthesis(G, io['ws_psi1'], num_points=64), io['img_scale2']) < 1e-4
 
 # ----------------------------------------------------------------------------
 # Parity with the op-by-op formulation, forward and backward.
@@ -170,17 +163,17 @@ def test_matches_reference_formulation(img_resolution, c_dim, overrides):
     z, c, ws = make_inputs(G, batch_size=3, seed=img_resolution)
     for psi, cutoff in [(1, None), (0.6, 2)]:
         with torch.no_grad():
-            assert rel_error(G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff),
+            assert relative_error(G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff),
                              creps_reference.mapping(G, z, c, truncation_psi=psi, truncation_cutoff=cutoff)) < 1e-5
 
     img, ws_grad, grads = forward_and_grads(G, G.synthesis, ws)
     img_ref, ws_grad_ref, grads_ref = forward_and_grads(G, lambda w: creps_reference.synthesis(G, w), ws)
     assert img.shape == (3, 3, img_resolution, img_resolution)
-    assert rel_error(img, img_ref) < 1e-4
-    assert rel_error(ws_grad, ws_grad_ref) < 1e-4
+    assert relative_error(img, img_ref) < 1e-4
+    assert relative_error(ws_grad, ws_grad_ref) < 1e-4
     assert grads.keys() == grads_ref.keys()
     for name in grads_ref:
-        assert rel_error(grads[name], grads_ref[name]) < 1e-4, name
+        assert relative_error(grads[name], grads_ref[name]) < 1e-4, name
 
 
 @pytest.mark.parametrize('scale', [0.5, 0.75, 1.5, 3])
@@ -192,25 +185,28 @@ def test_rendering_scale_matches_reference_grid(scale):
         img = G.synthesis(ws)
     assert img.shape == (2, 3, num_points, num_points)
     assert creps.rendering_resolution(G, scale) == num_points
-    assert rel_error(img, creps_reference.synthesis(G, ws, num_points=num_points)) < 1e-4
+    assert relative_error(img, creps_reference.synthesis(G, ws, num_points=num_points)) < 1e-4
 
 
 def test_pixel_bands_give_the_same_image(fixture_network, monkeypatch):
-    # Without autograd on the CPU, the pixel stage runs on bands of rows; a band size that does not divide
-    # the image changes nothing but the rounding of the matrix products.
+    # Without autograd, the pixel stage runs on bands of rows; a band size that does not divide the image
+    # changes nothing but the rounding of the matrix products.
     G, io = fixture_network
+    default_band_bytes = creps._BAND_BYTES
     ws = io['ws_psi1']
     with torch.no_grad():
-        monkeypatch.setattr(creps, '_BAND_PIXELS', 10 ** 9)
+        monkeypatch.setattr(creps, '_BAND_BYTES', 10 ** 12)
         whole = G.synthesis(ws)
-        monkeypatch.setattr(creps, '_BAND_PIXELS', 3 * 32 * 5)  # 5 rows per band: 7 bands, the last of 2 rows.
+        monkeypatch.setattr(creps, '_BAND_BYTES', 3 * 32 * 5 * 128 * 4)  # 5 rows of 3 images, 128 channels: 7 bands, the last of 2 rows.
         banded = G.synthesis(ws)
         with creps.rendering_scale(G, 2):
             banded2 = G.synthesis(ws)
-    assert rel_error(banded, whole) < 1e-6
-    assert rel_error(banded, io['img_const']) < 1e-4 and rel_error(banded2, io['img_scale2']) < 1e-4
+    assert relative_error(banded, whole) < 1e-6
+    assert relative_error(banded, io['img_const']) < 1e-4 and relative_error(banded2, io['img_scale2']) < 1e-4
 
-    # Forward hooks (e.g. the visualizer's layer capture) see whole feature maps, once per forward pass.
+    # Images whose pixel stage fits the default band (the fixture's does) run in one piece: forward hooks
+    # see whole feature maps, once per forward pass. (viz.renderer.LayerCapture puts bands together.)
+    monkeypatch.setattr(creps, '_BAND_BYTES', default_band_bytes)
     shapes = []
     handle = G.synthesis.block0.register_forward_hook(lambda _module, _inputs, output: shapes.append(output[0].shape))
     try:
@@ -245,23 +241,23 @@ def test_modulated_fc_matches_per_sample_weights(demodulate):
     if demodulate:
         w = w / (w.square().sum(dim=2, keepdim=True) + 1e-8).sqrt()
     ref = torch.einsum('niab,noi->noab', x, w)
-    assert rel_error(out, ref) < 1e-12
+    assert relative_error(out, ref) < 1e-12
     grad_out = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
     for g, g_ref in zip(torch.autograd.grad(out, [x, weight, styles], grad_out),
                         torch.autograd.grad(ref, [x, weight, styles], grad_out)):
-        assert rel_error(g, g_ref) < 1e-12
+        assert relative_error(g, g_ref) < 1e-12
 
 
 def test_biline_product_and_per_pixel_layer():
     gen = torch.Generator().manual_seed(0)
     lines = torch.randn([2, 3, 5, 8], generator=gen, dtype=torch.float64)
     expected = torch.einsum('nchk,ncwk->nchw', lines[..., :4], lines[..., 4:]) / 2
-    assert rel_error(creps.biline_product(lines), expected) < 1e-12
+    assert relative_error(creps.biline_product(lines), expected) < 1e-12
 
     layer = creps.FullyConnectedLayer(6, 4, activation='lrelu', lr_multiplier=0.5, bias_init=0.3).double()
     x = torch.randn([2, 6, 3, 5], generator=gen, dtype=torch.float64)
     rows = layer(x.permute(0, 2, 3, 1).reshape(-1, 6)).reshape(2, 3, 5, 4).permute(0, 3, 1, 2)
-    assert rel_error(creps.fully_connected_per_pixel(layer, x), rows) < 1e-12
+    assert relative_error(creps.fully_connected_per_pixel(layer, x), rows) < 1e-12
 
 # ----------------------------------------------------------------------------
 # Behaviour.
@@ -372,14 +368,14 @@ def test_scale_consistency(fixture_network):
     second_x = img2[..., 2:] - 2 * img2[..., 1:-1] + img2[..., :-2]
     second_y = img2[..., 2:, :] - 2 * img2[..., 1:-1, :] + img2[..., :-2, :]
     bound = float(second_x.norm() + second_y.norm()) / 8 / float(img2.norm())
-    error = rel_error(resampled, img)
+    error = relative_error(resampled, img)
     assert error < bound < 0.1
-    assert rel_error(img.roll(1, dims=0), img) > 1
+    assert relative_error(img.roll(1, dims=0), img) > 1
 
     # A grid of 2L - 1 points contains the L points of the 1x grid exactly (every other point).
     with torch.no_grad(), creps.rendering_scale(G, 63 / 32):
         img63 = G.synthesis(ws)
-    assert rel_error(img63[:, :, ::2, ::2], img) < 1e-6
+    assert relative_error(img63[:, :, ::2, ::2], img) < 1e-6
 
 # ----------------------------------------------------------------------------
 # Pickles of this project and of the public release.
@@ -442,8 +438,8 @@ def test_synthesis_input_unpickles_from_the_release_layout(tmp_path):
     assert result.returncode == 0, result.stderr
     out = torch.load(tmp_path / 'out.pt')
     with torch.no_grad():
-        assert rel_error(out['out'], creps_reference._fourier_input(layer, w, 6)) < 1e-5
-        assert rel_error(out['out2'], creps_reference._fourier_input(layer, w, 12)) < 1e-5
+        assert relative_error(out['out'], creps_reference._fourier_input(layer, w, 6)) < 1e-5
+        assert relative_error(out['out2'], creps_reference._fourier_input(layer, w, 12)) < 1e-5
 
 
 UNPICKLE_GENERATOR_SCRIPT = r'''
@@ -519,7 +515,7 @@ def test_fp16_on_cuda_close_to_fp32():
     img32 = G.synthesis(ws, force_fp32=True)
     assert img16.dtype == torch.float32
     assert not torch.equal(img16, img32)
-    assert rel_error(img16.cpu(), img32.cpu()) < 2e-2
-    assert rel_error(img32.cpu(), creps_reference.synthesis(G.cpu(), ws.cpu())) < 1e-4
+    assert relative_error(img16.cpu(), img32.cpu()) < 2e-2
+    assert relative_error(img32.cpu(), creps_reference.synthesis(G.cpu(), ws.cpu())) < 1e-4
 
 # ----------------------------------------------------------------------------

@@ -283,3 +283,15 @@ def test_creps_scale(tmp_path, renderer):
     # The network is back at its own scale afterwards.
     np.testing.assert_array_equal(_render_ok(renderer, pkl=pkl, seed=2).image, native.image)
     assert 'Scale:' in renderer.render(RenderRequest(pkl=pkl, scale=0.001)).error
+
+
+def test_creps_layers_rendered_in_row_bands_are_shown_whole(tmp_path, renderer, monkeypatch):
+    pytest.importorskip('training.networks_creps')
+    from creps_networks import tiny_generator as tiny_creps
+    pkl = save_network_pkl(tiny_creps(img_resolution=16), tmp_path / 'creps.pkl')
+    whole = _render_ok(renderer, pkl=pkl, seed=2, layer='block0[0]', stop_at_layer=True)
+    G, _info = renderer._networks[pkl]
+    monkeypatch.setattr(sys.modules[type(G.synthesis).__module__], '_BAND_BYTES', 1)  # One row per band.
+    banded = _render_ok(renderer, pkl=pkl, seed=2, layer='block0[0]', stop_at_layer=True)
+    assert [layer.shape for layer in banded.layers] == [layer.shape for layer in whole.layers]
+    np.testing.assert_array_equal(banded.image, whole.image)
