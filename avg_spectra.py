@@ -15,7 +15,6 @@ StyleGAN3 paper ("Alias-Free Generative Adversarial Networks", Figure 5 and Appe
 
 import os
 import sys
-import uuid
 
 import click
 import numpy as np
@@ -167,13 +166,8 @@ def finish_plot(plt, save):
     directory, name = os.path.split(os.path.abspath(save))
     if not os.path.isdir(directory):
         raise click.ClickException(f'--save: folder {directory} does not exist')
-    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex}.tmp')
-    try:
+    with dnnlib.util.atomic_path(save) as tmp_path:
         plt.savefig(tmp_path, format='png')
-        os.replace(tmp_path, save)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
     print(f'Saved {save}')
 
 

@@ -14,7 +14,6 @@ conversion and atomic PNG writing) are shared with gen_video.py, projector.py an
 import os
 import re
 import sys
-import uuid
 
 import click
 import numpy as np
@@ -180,27 +179,13 @@ def save_image(image, path):
     image = np.asarray(image)
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3)
     pil_image = PIL.Image.fromarray(image[:, :, 0], 'L') if image.shape[2] == 1 else PIL.Image.fromarray(image, 'RGB')
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex}.tmp')
-    try:
+    with dnnlib.util.atomic_path(path) as tmp_path:
         pil_image.save(tmp_path, format='PNG')
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def save_npz_atomic(path, **arrays):
     """np.savez via a temporary file and a rename."""
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(directory, f'.{name}.{uuid.uuid4().hex}.tmp')
-    try:
-        with open(tmp_path, 'wb') as f:
-            np.savez(f, **arrays)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    dnnlib.util.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load_projected_w(path, G, device):

@@ -9,7 +9,6 @@
 import contextlib
 import os
 import re
-import uuid
 
 import click
 import imageio
@@ -18,6 +17,7 @@ import scipy.interpolate
 import torch
 import tqdm
 
+import dnnlib
 import gen_images
 from training import networks_creps
 
@@ -75,20 +75,14 @@ def looping_interpolator(keyframes, kind='cubic', wraps=2):
 @contextlib.contextmanager
 def atomic_video_writer(output, fps, codec='libx264', **video_kwargs):
     """An imageio writer for `output` that writes to a temporary file, renamed into place on success."""
-    directory, name = os.path.split(os.path.abspath(output))
-    stem, ext = os.path.splitext(name)
-    tmp_path = os.path.join(directory, f'.{stem}.{uuid.uuid4().hex}{ext}')  # Keep the extension: it selects the format.
-    try:
+    # Keep the extension on the temporary file: it selects the format.
+    with dnnlib.util.atomic_path(output, suffix=os.path.splitext(output)[1]) as tmp_path:
         # macro_block_size=1: keep the exact frame size (any even size works with H.264) instead of resizing.
         writer = imageio.get_writer(tmp_path, mode='I', fps=fps, codec=codec, macro_block_size=1, **video_kwargs)
         try:
             yield writer
         finally:
             writer.close()
-        os.replace(tmp_path, output)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def check_frame_size(G, scale, grid_w, grid_h):

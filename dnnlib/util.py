@@ -3,6 +3,7 @@
 Network pickles refer to `dnnlib.util.EasyDict` by that dotted path, so it must live here.
 """
 
+import contextlib
 import hashlib
 import importlib
 import os
@@ -273,17 +274,50 @@ def _download(url, num_attempts, verbose, timeout=60):
     raise DownloadError(f'Could not download {url} ({type(last_error).__name__}: {last_error}).') from last_error
 
 
-def _write_atomic(path, data):
-    """Writes bytes to `path` via a temporary file in the same directory and a rename."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp_path = f'{path}.tmp.{uuid.uuid4().hex}'
+# ----------------------------------------------------------------------------
+# Atomic writes: a reader (or a later run after a kill) sees the old file or the complete new one.
+
+_TEMPORARY_NAME = re.compile(r'\.tmp-\d+(-[0-9a-f]{8}(\.[^./]*)?)?$')  # Without the token: earlier versions' name.
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=''):
+    """Yields a temporary path beside `path` (ending in `suffix`, e.g. an extension a writer needs); the
+    file written there replaces `path` when the block ends normally and is removed otherwise."""
+    tmp_path = f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}'
     try:
-        with open(tmp_path, 'wb') as f:
-            f.write(data)
+        yield tmp_path
         os.replace(tmp_path, path)
     finally:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+
+
+def write_atomically(path, write_fn, fsync=False):
+    """Calls write_fn(binary file) on a temporary file beside `path`, then renames it over `path`;
+    with `fsync`, the data reach the disk before the rename (for files a crash must not lose)."""
+    with atomic_path(path) as tmp_path:
+        with open(tmp_path, 'wb') as f:
+            write_fn(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def is_temporary_file(path):
+    """True for the temporary files of atomic_path(), which a killed process may leave behind."""
+    return _TEMPORARY_NAME.search(os.path.basename(path)) is not None
+
+
+def remove_temporary_files(directory):
+    """Deletes the temporary files that killed processes left in `directory`; returns their names."""
+    removed = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        path = os.path.join(directory, name)
+        if is_temporary_file(name) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(name)
+    return removed
 
 
 def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename=False, cache=True):
@@ -323,7 +357,8 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
         raise DownloadError(str(e) + hint) from e.__cause__
 
     if cache:
-        _write_atomic(cache_path, data)
+        os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+        write_atomically(cache_path, lambda f: f.write(data))
         return cache_path if return_filename else open(cache_path, 'rb')
     import io
     return io.BytesIO(data)

@@ -15,7 +15,6 @@ import os
 import pickle
 import sys
 import time
-import uuid
 import warnings
 
 import numpy as np
@@ -214,10 +213,7 @@ class FeatureStats:
 
     def save(self, path):
         """Writes atomically (temp file + rename), so a concurrent reader never sees a partial file."""
-        tmp = f'{path}.tmp.{uuid.uuid4().hex}'
-        with open(tmp, 'wb') as f:
-            pickle.dump(self.__dict__, f)
-        os.replace(tmp, path)
+        dnnlib.util.write_atomically(path, lambda f: pickle.dump(self.__dict__, f))
 
     @staticmethod
     def load(path):

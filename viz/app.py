@@ -11,6 +11,7 @@ import time
 
 from imgui_bundle import imgui
 
+import dnnlib
 import gen_images
 from gui_utils import imgui_utils
 from gui_utils import text as gui_text
@@ -287,10 +288,8 @@ class Visualizer:
         )
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        tmp_path = f'{path}.tmp'
-        with open(tmp_path, 'w') as f:
-            json.dump(state, f, indent=1)
-        os.replace(tmp_path, path)
+        text = json.dumps(state, indent=1).encode('utf-8')
+        dnnlib.util.write_atomically(path, lambda f: f.write(text))
 
     def request_close(self):
         self.window.request_close()
