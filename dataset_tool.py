@@ -36,55 +36,8 @@ import numpy as np
 import PIL.Image
 import tqdm
 
-# ----------------------------------------------------------------------------
-# Reading images. Separate from training/dataset.py so that the tool starts without importing torch.
-
-
-class CorruptImageError(Exception):
-    """An image whose bytes cannot be decoded; --skip-corrupt turns it into a warning."""
-
-    def __init__(self, name, reason):
-        super().__init__(f"cannot read image '{name}': {reason}")
-
-
-def _readable_image_extensions():
-    PIL.Image.init()
-    return frozenset(ext for ext, fmt in PIL.Image.registered_extensions().items() if fmt in PIL.Image.OPEN)
-
-
-IMAGE_EXTENSIONS = _readable_image_extensions()
-
-# Pixel formats converted to plain 8-bit grayscale or color; formats in neither table are refused.
-_CONVERTED_MODES = {'1': 'L', 'CMYK': 'RGB', 'YCbCr': 'RGB', 'LAB': 'RGB', 'HSV': 'RGB', 'PA': 'RGBA'}
-_KEPT_MODES = ('L', 'LA', 'RGB', 'RGBA')
-
-
-def is_image_fname(fname):
-    """Whether a path names an image file (by extension; hidden and macOS resource files are not)."""
-    parts = fname.replace('\\', '/').split('/')
-    if any(part.startswith('.') or part == '__MACOSX' for part in parts):
-        return False
-    return os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS
-
-
-def decode_image(data, name):
-    """Image file bytes -> uint8 array [H, W] or [H, W, C]."""
-    try:
-        image = PIL.Image.open(io.BytesIO(data))
-        image.load()
-    except PIL.UnidentifiedImageError:
-        raise CorruptImageError(name, 'not a recognised image format') from None
-    except Exception as err: # Malformed files make PIL raise almost anything.
-        message = str(err).strip()
-        raise CorruptImageError(name, message.splitlines()[0] if message else type(err).__name__) from None
-    if image.mode == 'P':
-        image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
-    elif image.mode in _CONVERTED_MODES:
-        image = image.convert(_CONVERTED_MODES[image.mode])
-    elif image.mode not in _KEPT_MODES:
-        raise click.ClickException(f"image '{name}' has pixel format '{image.mode}'; only 8-bit grayscale and "
-            f"RGB images are supported")
-    return np.asarray(image)
+# Decoding shared with training/dataset.py, from a module that does not import torch (quick start-up).
+from training.image_files import CorruptImageError, UnsupportedImageError, decode_image, is_image_fname
 
 # ----------------------------------------------------------------------------
 # Sources: each opener is a context manager that yields a Source.
@@ -149,7 +102,7 @@ def _image_source(fnames, read_bytes, display_name, labels):
         try:
             data = read_bytes(fname)
         except (OSError, zipfile.BadZipFile) as err:
-            raise CorruptImageError(display_name(fname), str(err)) from None
+            raise CorruptImageError(f"cannot read image '{display_name(fname)}': {err}") from None
         return decode_image(data, display_name(fname))
 
     images = (SourceImage(name=display_name(fname), read=lambda fname=fname: read(fname),
@@ -526,6 +479,8 @@ def _prepare_image(source_image, apply_transform):
         image = source_image.read()
     except CorruptImageError as err:
         return source_image, None, None, err
+    except UnsupportedImageError as err:
+        raise click.ClickException(str(err)) from None
     image = apply_transform(_as_gray_or_rgb(image, source_image.name))
     return source_image, image, None if image is None else _encode_png(image), None
 

@@ -7,73 +7,17 @@ anywhere in the folder or archive, plus an optional `dataset.json` at its root h
 """
 
 import abc
-import io
 import json
 import os
 import zipfile
 
 import numpy as np
-import PIL.Image
 import torch
 
 import dnnlib
+from training.image_files import DatasetError, decode_image, is_image_fname  # noqa: F401 (DatasetError: public here too)
 
 # ----------------------------------------------------------------------------
-
-
-class DatasetError(OSError):
-    """A dataset that cannot be used as asked. The message is one line and names the offending file."""
-
-    def __init__(self, message):
-        # A DataLoader worker's exception is re-raised in the main process as
-        # type(err)(worker traceback text); keep only the original one-line message.
-        marker = f'{type(self).__name__}: '
-        if '\nOriginal Traceback' in message and marker in message:
-            message = message.rstrip().rsplit(marker, 1)[1]
-        super().__init__(message)
-
-# ----------------------------------------------------------------------------
-# Image files.
-
-
-def _readable_image_extensions():
-    PIL.Image.init()
-    return frozenset(ext for ext, fmt in PIL.Image.registered_extensions().items() if fmt in PIL.Image.OPEN)
-
-
-IMAGE_EXTENSIONS = _readable_image_extensions() # Lower-case, with the dot: '.png', '.jpg', '.webp', ...
-
-# Pixel formats converted to plain 8-bit grayscale or color; formats in neither table are refused.
-_CONVERTED_MODES = {'1': 'L', 'CMYK': 'RGB', 'YCbCr': 'RGB', 'LAB': 'RGB', 'HSV': 'RGB', 'PA': 'RGBA'}
-_KEPT_MODES = ('L', 'LA', 'RGB', 'RGBA')
-
-
-def is_image_fname(fname):
-    """Whether a path inside a dataset names an image file (by extension; hidden and macOS resource files are not)."""
-    parts = fname.replace('\\', '/').split('/')
-    if any(part.startswith('.') or part == '__MACOSX' for part in parts):
-        return False
-    return os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS
-
-
-def decode_image(data, display_name):
-    """Decodes image file bytes into a uint8 array [H, W] or [H, W, C]; DatasetError names the file on failure."""
-    try:
-        image = PIL.Image.open(io.BytesIO(data))
-        image.load()
-    except PIL.UnidentifiedImageError:
-        raise DatasetError(f"cannot read image '{display_name}': not a recognised image format") from None
-    except Exception as err: # Malformed files make PIL raise almost anything.
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DatasetError(f"cannot read image '{display_name}': {reason}") from None
-    if image.mode == 'P':
-        image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
-    elif image.mode in _CONVERTED_MODES:
-        image = image.convert(_CONVERTED_MODES[image.mode])
-    elif image.mode not in _KEPT_MODES:
-        raise DatasetError(f"cannot read image '{display_name}': pixel format '{image.mode}' is not 8-bit "
-            f"grayscale or color")
-    return np.asarray(image)
 
 
 def is_power_of_two(value):
