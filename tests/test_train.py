@@ -328,9 +328,12 @@ def test_two_processes_match_one(tmp_path, dataset, launcher):
     """gloo with 2 CPU processes against 1 process, same total batch and seed, one iteration.
 
     The minibatch-std group is 1 so that D treats every sample on its own, whatever the split. G's step comes
-    first and sees the same state in both runs, so it must agree to float precision. D's step then sees fakes
-    made after each process updated StyleGAN3's magnitude EMAs with its own samples (per-process statistics, as
-    in the official code), so a few of its entries may move slightly differently."""
+    first and sees the same state in both runs, so its gradients agree to float precision; but Adam's first step
+    moves every parameter by about lr * sign(gradient), so the few gradients that are float noise around zero
+    (their sign depends on the summation order, e.g. on the thread count torchrun sets) may move their parameters
+    differently: at most 1 in 10^4. D's step then sees fakes made after each process updated StyleGAN3's
+    magnitude EMAs with its own samples (per-process statistics, as in the official code), so a few of its
+    entries may move slightly differently."""
     common = ['--cfg=stylegan3-t', '--data', dataset, '--aug=noaug', '--kimg=0.004', '--batch=4', '--batch-gpu=2',
               '--gamma=1', '--cbase=128', '--cmax=16', '--map-depth=1', '--mbstd-group=1', '--workers=0',
               '--tick=1', '--snap=1', '--metrics=none']
@@ -348,7 +351,7 @@ def test_two_processes_match_one(tmp_path, dataset, launcher):
     with open(os.path.join(only_run_dir(tmp_path / 'gpus2'), 'log.txt')) as f:
         assert 'Distributing across 2 processes' in f.read()
 
-    for key, max_fraction in (('G', 0.0), ('D', 0.01)):
+    for key, max_fraction in (('G', 1e-4), ('D', 0.01)):
         one = dict(results[1][key].named_parameters())
         two = dict(results[2][key].named_parameters())
         differing = sum(int(((one[name] - two[name]).abs() > 1e-6).sum()) for name in one)
