@@ -37,6 +37,7 @@ from metrics import metric_main
 from metrics import metric_utils
 from torch_utils import custom_ops
 from torch_utils import training_stats
+from training import snapshots
 from training import training_loop
 
 # Options of a run directory that may change when it is continued; everything else must stay the same.
@@ -99,7 +100,7 @@ def spawned_process(rank, c, temp_dir):
 def write_options(c):
     path = os.path.join(c.run_dir, 'training_options.json')
     text = json.dumps(c, indent=2).encode('utf-8')
-    training_loop.write_atomically(path, lambda f: f.write(text))
+    snapshots.write_atomically(path, lambda f: f.write(text))
 
 
 def launch_training(c, desc, outdir, dry_run, continue_dir):
@@ -170,7 +171,7 @@ def prepare_run_dir(c, continue_dir):
     if continue_dir is None:
         os.makedirs(c.run_dir, exist_ok=False)
     else:
-        training_loop.remove_partial_files(c.run_dir)
+        snapshots.remove_partial_files(c.run_dir)
     write_options(c)
 
 # ----------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def find_continuation(run_dir):
     if not os.path.isfile(os.path.join(run_dir, 'training_options.json')):
         raise click.ClickException(f'--resume: {run_dir} is not a training run directory '
                                    f'(it has no training_options.json)')
-    pairs = [(pkl, state) for _kimg, pkl, state in training_loop.list_snapshots(run_dir) if state is not None]
+    pairs = [(pkl, state) for _kimg, pkl, state in snapshots.list_snapshots(run_dir) if state is not None]
     if len(pairs) == 0:
         raise click.ClickException(f'--resume: {run_dir} has no network snapshot with a training state to continue '
                                    f'from; pass a network-snapshot-*.pkl as --resume to start a new run from it')
@@ -308,7 +309,44 @@ def main(**kwargs):
     Synthesis" (CREPS).
     """
     opts = dnnlib.EasyDict(kwargs)
-    c = dnnlib.EasyDict()  # Main config dict.
+    check_metrics(opts.metrics, fetch_detectors=not opts.dry_run)
+    check_processes(opts.gpus)
+    c, dataset_name = build_config(opts)
+    c, continue_dir = apply_resume(c, opts)
+    desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{opts.gamma:g}'
+    if opts.loss != 'stylegan2':
+        desc += f'-{opts.loss}'
+    if opts.desc is not None:
+        desc += f'-{opts.desc}'
+    launch_training(c=c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run, continue_dir=continue_dir)
+
+
+def check_metrics(metrics, fetch_detectors):
+    """Valid metric names, and their feature detectors fetched now rather than at the first snapshot."""
+    for metric in metrics:
+        if not metric_main.is_valid_metric(metric):
+            raise click.ClickException(f'--metrics: unknown metric {metric!r}; valid metrics: '
+                                       f'{", ".join(metric_main.list_valid_metrics())} (or none)')
+    if fetch_detectors:
+        for url in sorted({url for metric in metrics for url in metric_main.detectors_needed(metric)}):
+            try:
+                metric_utils.get_feature_detector(url)
+            except metric_utils.MetricError as e:
+                raise click.ClickException(f'--metrics: {e}')
+
+
+def check_processes(gpus):
+    env = distributed_env()
+    if env is not None and env[1] != gpus:
+        raise click.ClickException(f'--gpus={gpus} does not match the {env[1]} processes started by the '
+                                   f'launcher (WORLD_SIZE); pass --gpus={env[1]}')
+    if env is None and torch.cuda.is_available() and gpus > torch.cuda.device_count():
+        raise click.ClickException(f'--gpus={gpus}, but only {torch.cuda.device_count()} GPUs are visible')
+
+
+def build_config(opts):
+    """The training_loop() arguments for these options (a new run); returns (config, dataset name)."""
+    c = dnnlib.EasyDict()
     c.G_kwargs = dnnlib.EasyDict(class_name=None, z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
     c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
                                  mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
@@ -321,26 +359,6 @@ def main(**kwargs):
     if torch.cuda.is_available():
         c.data_loader_kwargs.pin_memory = True
 
-    # Metrics: valid names, and their feature detectors fetched now rather than at the first snapshot.
-    for metric in opts.metrics:
-        if not metric_main.is_valid_metric(metric):
-            raise click.ClickException(f'--metrics: unknown metric {metric!r}; valid metrics: '
-                                       f'{", ".join(metric_main.list_valid_metrics())} (or none)')
-    if not opts.dry_run:
-        for url in sorted({url for metric in opts.metrics for url in metric_main.detectors_needed(metric)}):
-            try:
-                metric_utils.get_feature_detector(url)
-            except metric_utils.MetricError as e:
-                raise click.ClickException(f'--metrics: {e}')
-
-    # Processes.
-    env = distributed_env()
-    if env is not None and env[1] != opts.gpus:
-        raise click.ClickException(f'--gpus={opts.gpus} does not match the {env[1]} processes started by the '
-                                   f'launcher (WORLD_SIZE); pass --gpus={env[1]}')
-    if env is None and torch.cuda.is_available() and opts.gpus > torch.cuda.device_count():
-        raise click.ClickException(f'--gpus={opts.gpus}, but only {torch.cuda.device_count()} GPUs are visible')
-
     # Hyperparameters & settings.
     c.num_gpus = opts.gpus
     c.batch_size = opts.batch
@@ -348,8 +366,7 @@ def main(**kwargs):
     c.G_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
     c.G_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
     stylegan2_recipe = opts.cfg in ('stylegan2', 'creps')  # CREPS trains with the StyleGAN2 recipe.
-    c.G_kwargs.mapping_kwargs.num_layers = (8 if stylegan2_recipe else 2) if opts.map_depth is None \
-        else opts.map_depth
+    c.G_kwargs.mapping_kwargs.num_layers = (8 if stylegan2_recipe else 2) if opts.map_depth is None else opts.map_depth
     c.D_kwargs.block_kwargs.freeze_layers = opts.freezed
     c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
     c.G_opt_kwargs.lr = (0.002 if stylegan2_recipe else 0.0025) if opts.glr is None else opts.glr
@@ -360,8 +377,6 @@ def main(**kwargs):
     c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
     c.keep_snapshots = opts.keep_snapshots
     c.random_seed = opts.seed
-
-    # Sanity checks.
     if c.batch_size % c.num_gpus != 0:
         raise click.ClickException('--batch must be a multiple of --gpus')
     if c.batch_size % (c.num_gpus * c.batch_gpu) != 0:
@@ -369,13 +384,11 @@ def main(**kwargs):
     if c.batch_gpu < c.D_kwargs.epilogue_kwargs.mbstd_group_size:
         raise click.ClickException('--batch-gpu cannot be smaller than --mbstd-group')
 
-    # Training set.
+    # Training set and loss.
     c.training_set_kwargs, dataset_name = init_dataset_kwargs(data=opts.data, cond=opts.cond)
     c.training_set_kwargs.use_labels = opts.cond
     c.training_set_kwargs.xflip = opts.mirror
     c.training_set_kwargs.random_seed = opts.seed
-
-    # Loss.
     if opts.loss == 'stylegan2':
         c.loss_kwargs.r1_gamma = opts.gamma
     else:
@@ -428,9 +441,12 @@ def main(**kwargs):
             c.G_kwargs.conv_clamp = None
     if opts.nobench:
         c.cudnn_benchmark = False
+    return c, dataset_name
 
-    # Resume.
-    continue_dir = None
+
+def apply_resume(c, opts):
+    """Resume handling: `--resume=RUN_DIR` continues that run exactly with its saved options; a pickle
+    initialises the networks of a new run. Returns (config, run directory to continue or None)."""
     if opts.resume is not None and os.path.isdir(opts.resume):
         if opts.resume_kimg != 0 or opts.desc is not None:
             raise click.ClickException('--resume-kimg and --desc apply to a new run; a continued run directory '
@@ -440,7 +456,8 @@ def main(**kwargs):
         c = merge_continued_options(c, continue_dir)
         c.resume_pkl = resume_pkl
         c.resume_state = resume_state
-    elif opts.resume is not None:
+        return c, continue_dir
+    if opts.resume is not None:
         check_resume_pkl(opts.resume, c.training_set_kwargs)
         c.resume_pkl = opts.resume
         c.resume_kimg = opts.resume_kimg
@@ -449,16 +466,7 @@ def main(**kwargs):
         c.loss_kwargs.blur_init_sigma = 0  # Disable blur rampup.
     elif opts.resume_kimg != 0:
         raise click.ClickException('--resume-kimg needs --resume')
-
-    # Description string.
-    desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{opts.gamma:g}'
-    if opts.loss != 'stylegan2':
-        desc += f'-{opts.loss}'
-    if opts.desc is not None:
-        desc += f'-{opts.desc}'
-
-    # Launch.
-    launch_training(c=c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run, continue_dir=continue_dir)
+    return c, None
 
 # ----------------------------------------------------------------------------
 

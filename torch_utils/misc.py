@@ -90,17 +90,21 @@ def profiled_function(fn):
 
 
 class InfiniteSampler(torch.utils.data.Sampler):
-    """Yields dataset indices forever. Each replica gets every `num_replicas`-th index.
+    """Yields dataset indices forever: replica `rank` gets positions rank, rank + num_replicas, ... of
+    one global stream, starting at position `start_index` of that stream.
 
-    With `shuffle`, the order starts as a random permutation and is then perturbed by random
-    swaps within a window of `window_size * len(dataset)` items, so consecutive epochs differ.
+    With `shuffle`, the first epoch of the stream is a random permutation, and every later epoch is that
+    permutation perturbed by random swaps of items at most `window_size * len(dataset)` apart, drawn
+    afresh for each epoch: so consecutive epochs differ, and any position is reached directly (its
+    epoch's order is computed from the seed and the epoch number), without replaying the stream.
     """
 
-    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5):
+    def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5, start_index=0):
         assert len(dataset) > 0
         assert num_replicas > 0
         assert 0 <= rank < num_replicas
         assert 0 <= window_size <= 1
+        assert start_index >= 0
         super().__init__()
         self.dataset = dataset
         self.rank = rank
@@ -108,24 +112,32 @@ class InfiniteSampler(torch.utils.data.Sampler):
         self.shuffle = shuffle
         self.seed = seed
         self.window_size = window_size
+        self.start_index = start_index
+
+    def epoch_order(self, epoch):
+        """The dataset indices in the order of epoch `epoch` of the global stream."""
+        size = len(self.dataset)
+        if not self.shuffle:
+            return np.arange(size)
+        order = np.random.RandomState(self.seed).permutation(size)
+        window = int(np.rint(size * self.window_size))
+        if epoch > 0 and window >= 2:
+            offsets = np.random.default_rng([self.seed, epoch]).integers(window, size=size)
+            for i, offset in enumerate(offsets.tolist()):
+                j = (i - offset) % size
+                order[i], order[j] = order[j], order[i]
+        return order
 
     def __iter__(self):
-        order = np.arange(len(self.dataset))
-        rnd = None
-        window = 0
-        if self.shuffle:
-            rnd = np.random.RandomState(self.seed)
-            rnd.shuffle(order)
-            window = int(np.rint(order.size * self.window_size))
-        idx = 0
+        size = len(self.dataset)
+        position = self.start_index + (self.rank - self.start_index) % self.num_replicas
+        epoch, order = None, None
         while True:
-            i = idx % order.size
-            if idx % self.num_replicas == self.rank:
-                yield order[i]
-            if window >= 2:
-                j = (i - rnd.randint(window)) % order.size
-                order[i], order[j] = order[j], order[i]
-            idx += 1
+            position_epoch, i = divmod(position, size)
+            if position_epoch != epoch:
+                epoch, order = position_epoch, self.epoch_order(position_epoch)
+            yield int(order[i])
+            position += self.num_replicas
 
 # ----------------------------------------------------------------------------
 # Parameters and buffers.

@@ -1,16 +1,13 @@
 """The main training loop: alternates G and D phases, keeps G_ema, adapts ADA's p, and writes
-progress, image grids, statistics, network snapshots and training-state checkpoints.
+progress, image grids, statistics, network snapshots and training states.
 
 Every process of a distributed run executes `training_loop()`; only rank 0 writes files.
 """
 
 import copy
-import glob
 import json
 import os
-import pickle
 import random
-import re
 import time
 
 import numpy as np
@@ -24,202 +21,8 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
-
-STATE_FORMAT_VERSION = 1
-SNAPSHOT_PATTERN = re.compile(r'network-snapshot-(\d+)\.pkl$')
-
-# ----------------------------------------------------------------------------
-# File names and atomic writes.
-
-
-def snapshot_pkl_name(kimg):
-    return f'network-snapshot-{kimg:06d}.pkl'
-
-
-def training_state_name(kimg):
-    return f'training-state-{kimg:06d}.pt'
-
-
-def write_atomically(path, write_fn):
-    """Calls write_fn(file) on a temporary file beside `path`, then renames it over `path`.
-
-    A crash at any moment leaves either the old file or the complete new one, never a partial one.
-    """
-    tmp_path = f'{path}.tmp-{os.getpid()}'
-    try:
-        with open(tmp_path, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
-def remove_partial_files(run_dir):
-    """Deletes the temporary files that a killed process left behind in write_atomically()."""
-    for path in glob.glob(os.path.join(run_dir, '*.tmp-*')):
-        if re.search(r'\.tmp-\d+$', path):
-            os.remove(path)
-
-
-def list_snapshots(run_dir):
-    """[(kimg, pkl path, state path or None)] of a run directory, oldest first."""
-    result = []
-    for path in glob.glob(os.path.join(run_dir, 'network-snapshot-*.pkl')):
-        match = SNAPSHOT_PATTERN.search(os.path.basename(path))
-        if match is None:
-            continue
-        kimg = int(match.group(1))
-        state = os.path.join(run_dir, training_state_name(kimg))
-        result.append((kimg, path, state if os.path.isfile(state) else None))
-    return sorted(result)
-
-
-def prune_snapshots(run_dir, keep):
-    """Deletes all but the newest `keep` snapshots (and their training states)."""
-    snapshots = list_snapshots(run_dir)
-    for _kimg, pkl_path, state_path in snapshots[:max(len(snapshots) - keep, 0)]:
-        if state_path is not None:
-            os.remove(state_path)
-        os.remove(pkl_path)
-
-# ----------------------------------------------------------------------------
-# Image grids.
-
-
-def setup_snapshot_image_grid(training_set, random_seed=0, max_grid_size=(32, 32)):
-    """Picks the reals shown in reals.png: one class per row when labelled. Returns (grid_size, images, labels)."""
-    rnd = np.random.RandomState(random_seed)
-    gw = min(np.clip(7680 // training_set.image_shape[2], 7, 32), max_grid_size[0])
-    gh = min(np.clip(4320 // training_set.image_shape[1], 4, 32), max_grid_size[1])
-
-    if not training_set.has_labels:
-        all_indices = list(range(len(training_set)))
-        rnd.shuffle(all_indices)
-        grid_indices = [all_indices[i % len(all_indices)] for i in range(gw * gh)]
-    else:
-        label_groups = dict()
-        for idx in range(len(training_set)):
-            label = tuple(training_set.get_details(idx).raw_label.flat[::-1])
-            label_groups.setdefault(label, []).append(idx)
-        label_order = sorted(label_groups.keys())
-        for label in label_order:
-            rnd.shuffle(label_groups[label])
-        grid_indices = []
-        for y in range(gh):
-            indices = label_groups[label_order[y % len(label_order)]]
-            grid_indices += [indices[x % len(indices)] for x in range(gw)]
-            label_groups[label_order[y % len(label_order)]] = indices[gw:] + indices[:gw]
-
-    images, labels = zip(*[training_set[i] for i in grid_indices])
-    return (int(gw), int(gh)), np.stack(images), np.stack(labels)
-
-
-def save_image_grid(img, fname, drange, grid_size):
-    """Tiles a batch [N, C, H, W] into a gw x gh PNG, mapping `drange` to [0, 255]."""
-    lo, hi = drange
-    img = np.asarray(img, dtype=np.float32)
-    img = (img - lo) * (255 / (hi - lo))
-    img = np.rint(img).clip(0, 255).astype(np.uint8)
-
-    gw, gh = grid_size
-    _N, C, H, W = img.shape
-    img = img.reshape([gh, gw, C, H, W]).transpose(0, 3, 1, 4, 2).reshape([gh * H, gw * W, C])
-    assert C in (1, 3)
-    image = PIL.Image.fromarray(img[:, :, 0], 'L') if C == 1 else PIL.Image.fromarray(img, 'RGB')
-    write_atomically(fname, lambda f: image.save(f, format='png'))
-
-# ----------------------------------------------------------------------------
-# Helpers of the loop.
-
-
-class SkippingSampler(torch.utils.data.Sampler):
-    """Yields the items of `sampler` after dropping the first `skip` (to continue a stream exactly)."""
-
-    def __init__(self, sampler, skip):
-        super().__init__()
-        self.sampler = sampler
-        self.skip = skip
-
-    def __iter__(self):
-        iterator = iter(self.sampler)
-        for _ in range(self.skip):
-            next(iterator)
-        yield from iterator
-
-
-def get_rng_states(device):
-    states = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-    if device.type == 'cuda':
-        states['cuda'] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def set_rng_states(states, device):
-    torch.set_rng_state(states['torch'])
-    np.random.set_state(states['numpy'])
-    random.setstate(states['python'])
-    if device.type == 'cuda' and 'cuda' in states:
-        torch.cuda.set_rng_state(states['cuda'], device)
-
-
-def gather_objects(obj, num_gpus):
-    """[obj of rank 0, obj of rank 1, ...] on every rank."""
-    if num_gpus == 1:
-        return [obj]
-    result = [None] * num_gpus
-    torch.distributed.all_gather_object(result, obj)
-    return result
-
-
-def reduce_and_clean_gradients(module, num_gpus):
-    """Averages gradients over processes and zeroes non-finite entries; returns the count of those."""
-    params = [param for param in module.parameters() if param.grad is not None]
-    if len(params) == 0:
-        return torch.zeros([], dtype=torch.int64)
-    flat = torch.cat([param.grad.flatten() for param in params])
-    if num_gpus > 1:
-        torch.distributed.all_reduce(flat)
-        flat /= num_gpus
-    num_nonfinite = (~torch.isfinite(flat)).sum()
-    torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
-    for param, grad in zip(params, flat.split([param.numel() for param in params])):
-        param.grad = grad.reshape(param.shape)
-    return num_nonfinite
-
-
-def ada_adjustment(rate, target, batch_size, ada_interval, ada_kimg):
-    """Step of ADA's p: toward more augmentation when D is too sure about reals (rate of positive logits above
-    target), less otherwise, at a speed that takes p from 0 to 1 in ada_kimg thousand images."""
-    return np.sign(rate - target) * (batch_size * ada_interval) / (ada_kimg * 1000)
-
-
-@torch.no_grad()
-def update_ema(G_ema, G, ema_beta):
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.copy_(p.lerp(p_ema, ema_beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
-
-
-def cpu_memory_gb():
-    """Resident memory of this process in GiB (0 where /proc is unavailable)."""
-    try:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def open_tensorboard(run_dir):
-    try:
-        import torch.utils.tensorboard as tensorboard
-    except ImportError as err:
-        print(f'Skipping TensorBoard export: torch.utils.tensorboard is not available ({err})')
-        return None
-    return tensorboard.SummaryWriter(run_dir)
+from training import snapshots
+from training.training_state import TrainingState, read_state_file
 
 # ----------------------------------------------------------------------------
 
@@ -261,11 +64,126 @@ def training_loop(
     keep_snapshots          = None,     # Keep only the newest N snapshots; None = keep all.
     device                  = None,     # Device of this process; None = cuda:<rank> if available, else CPU.
 ):
-    # Initialize.
     start_time = time.time()
-    if device is None:
-        device = torch.device('cuda', rank) if torch.cuda.is_available() else torch.device('cpu')
-    device = torch.device(device)
+    device = torch.device(device if device is not None else ('cuda', rank) if torch.cuda.is_available() else 'cpu')
+    setup_process(random_seed=random_seed, num_gpus=num_gpus, rank=rank, cudnn_benchmark=cudnn_benchmark)
+    assert batch_size % (num_gpus * batch_gpu) == 0
+    num_rounds = batch_size // (num_gpus * batch_gpu)
+    saved_state = read_state_file(resume_state) if resume_state is not None else None
+
+    # Data: an exact continuation picks up the stream of images where the interrupted run left it.
+    sampler_start = saved_state['batch_idx'] * batch_size if saved_state is not None else 0
+    training_set, data_iter = open_training_data(training_set_kwargs=training_set_kwargs, data_loader_kwargs=data_loader_kwargs,
+        random_seed=random_seed, num_gpus=num_gpus, rank=rank, batch_size=batch_size, start_index=sampler_start)
+
+    # Networks, from scratch or from a pickle; all processes start from rank 0's weights.
+    G, D, G_ema, resume_data = construct_networks(training_set=training_set, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+        resume_pkl=resume_pkl, exact=saved_state is not None, rank=rank, device=device)
+    if rank == 0:
+        z = torch.empty([batch_gpu, G.z_dim], device=device)
+        c = torch.empty([batch_gpu, G.c_dim], device=device)
+        img = misc.print_module_summary(G, [z, c])
+        misc.print_module_summary(D, [img, c])
+    augment_pipe = setup_augment_pipe(augment_kwargs=augment_kwargs, augment_p=augment_p, ada_target=ada_target,
+        resume_data=resume_data, device=device)
+    broadcast_from_rank0([G, D, G_ema, augment_pipe], num_gpus=num_gpus, rank=rank)
+
+    # Loss, phases (with lazy regularisation) and the training state they advance.
+    if rank == 0:
+        print('Setting up training phases...')
+    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
+    phases, optimizers = setup_phases(G=G, D=D, G_opt_kwargs=G_opt_kwargs, D_opt_kwargs=D_opt_kwargs,
+        G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval)
+    state = TrainingState(optimizers=optimizers, latent_rng=torch.Generator().manual_seed(random_seed), loss=loss,
+        augment_pipe=augment_pipe, device=device, num_gpus=num_gpus, rank=rank, batch_size=batch_size,
+        start_nimg=resume_kimg * 1000)
+    if saved_state is not None and not state.load_dict(saved_state) and rank == 0:
+        print(f'The training state was written by {saved_state["num_gpus"]} processes, not {num_gpus}: '
+              f'random streams restart, so the run continues, but not bit-exactly.')
+    start_time -= state.elapsed_before
+    ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False) \
+        if augment_pipe is not None and ada_target is not None else None
+
+    # Sample grids (rank 0): the fakes' latents are fixed by the seed, so every snapshot shows the same.
+    grid = export_sample_grids(run_dir=run_dir, training_set=training_set, G_ema=G_ema, random_seed=random_seed,
+        batch_gpu=batch_gpu, device=device, write_init=saved_state is None) if rank == 0 else None
+
+    logs = RunLogs(run_dir=run_dir, rank=rank)
+    try:
+        if state.cur_nimg >= total_kimg * 1000:
+            if rank == 0:
+                print(f'The run has already trained for {state.cur_nimg / 1000:g} kimg; nothing to do for {total_kimg} kimg.')
+            return
+        if progress_fn is not None:
+            progress_fn(state.cur_nimg // 1000, total_kimg)
+        if rank == 0:
+            print(f'Training for {total_kimg} kimg...')
+            print()
+        tick_start_time = time.time()
+        maintenance_time = tick_start_time - start_time
+        done = False
+        while not done:
+            # One iteration: every phase that is due, on one batch of reals and fakes; then G_ema and ADA.
+            reals, fakes = fetch_batch(data_iter=data_iter, training_set=training_set, state=state, num_phases=len(phases),
+                z_dim=G.z_dim, batch_gpu=batch_gpu, device=device)
+            for phase, (gen_z, gen_c) in zip(phases, fakes):
+                if state.batch_idx % phase.interval == 0:
+                    run_phase(phase=phase, loss=loss, reals=reals, gen_z=gen_z, gen_c=gen_c, num_rounds=num_rounds,
+                              num_gpus=num_gpus, cur_nimg=state.cur_nimg)
+            with torch.autograd.profiler.record_function('Gema'):
+                ema_nimg = ema_kimg * 1000 if ema_rampup is None else min(ema_kimg * 1000, state.cur_nimg * ema_rampup)
+                update_ema(G_ema, G, ema_beta=0.5 ** (batch_size / max(ema_nimg, 1e-8)))
+            state.cur_nimg += batch_size
+            state.batch_idx += 1
+            if ada_stats is not None:
+                adapt_augment_p(state=state, ada_stats=ada_stats, target=ada_target, ada_interval=ada_interval, ada_kimg=ada_kimg)
+
+            # Maintenance once per tick: status, snapshots, metrics, logs.
+            done = state.cur_nimg >= total_kimg * 1000
+            if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + kimg_per_tick * 1000:
+                continue
+            tick_end_time = time.time()
+            report_tick(state=state, start_time=start_time, tick_start_time=tick_start_time, tick_end_time=tick_end_time,
+                        maintenance_time=maintenance_time, device=device, rank=rank)
+            if not done and abort_fn is not None and abort_fn():
+                done = True
+                if rank == 0:
+                    print()
+                    print('Aborting...')
+            if rank == 0 and image_snapshot_ticks is not None and (done or state.cur_tick % image_snapshot_ticks == 0):
+                save_image_grid(generate_grid_images(G_ema, grid.z, grid.c),
+                                os.path.join(run_dir, f'fakes{state.cur_nimg // 1000:06d}.png'), drange=[-1, 1], grid_size=grid.size)
+            metric_results = {}
+            if network_snapshot_ticks is not None and (done or state.cur_tick % network_snapshot_ticks == 0):
+                snapshot_data = snapshot_networks(dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe), num_gpus=num_gpus)
+                training_state = state.to_dict(total_sec=time.time() - start_time)
+                kimg = state.cur_nimg // 1000
+                if rank == 0:
+                    snapshots.save_snapshot(run_dir, kimg, dict(snapshot_data, training_set_kwargs=dict(training_set_kwargs)),
+                                            training_state, keep_snapshots=keep_snapshots)
+                metric_results = evaluate_metrics(metrics=metrics, G=snapshot_data['G_ema'], training_set_kwargs=training_set_kwargs,
+                    data_loader_kwargs=data_loader_kwargs, num_gpus=num_gpus, rank=rank, device=device, run_dir=run_dir,
+                    snapshot_pkl=os.path.join(run_dir, snapshots.snapshot_pkl_name(kimg)))
+                del snapshot_data
+            logs.write_tick(cur_nimg=state.cur_nimg, elapsed=time.time() - start_time, metric_results=metric_results)
+            if progress_fn is not None:
+                progress_fn(state.cur_nimg // 1000, total_kimg)
+            state.cur_tick += 1
+            state.tick_start_nimg = state.cur_nimg
+            tick_start_time = time.time()
+            maintenance_time = tick_start_time - tick_end_time
+    finally:
+        logs.close()
+    if rank == 0:
+        print()
+        print('Exiting...')
+
+# ----------------------------------------------------------------------------
+# Set-up.
+
+
+def setup_process(random_seed, num_gpus, rank, cudnn_benchmark):
+    """Seeds this process's random streams and sets the numerical switches training relies on."""
     rank_seed = random_seed * num_gpus + rank
     np.random.seed(rank_seed)
     torch.manual_seed(rank_seed)
@@ -275,32 +193,28 @@ def training_loop(
     torch.backends.cudnn.allow_tf32 = False
     conv2d_gradfix.enabled = True                  # Double backward for R1 and path length regularisation.
     grid_sample_gradfix.enabled = True
-    assert batch_size % (num_gpus * batch_gpu) == 0
-    num_rounds = batch_size // (num_gpus * batch_gpu)
-    batch_per_gpu = batch_size // num_gpus
 
-    state = None
-    if resume_state is not None:
-        state = torch.load(resume_state, map_location='cpu', weights_only=False)
-        assert state['format_version'] == STATE_FORMAT_VERSION, f'{resume_state}: unknown format version'
 
-    # Load the training set; an exact resume continues the same stream of images.
+def open_training_data(training_set_kwargs, data_loader_kwargs, random_seed, num_gpus, rank, batch_size, start_index):
+    """The training set and an endless iterator of this process's batches, from `start_index` of the global stream."""
     if rank == 0:
         print('Loading training set...')
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed)
-    if state is not None:
-        sampler = SkippingSampler(sampler, skip=state['batch_idx'] * batch_per_gpu)
-    training_set_iterator = iter(torch.utils.data.DataLoader(dataset=training_set, sampler=sampler,
-                                                             batch_size=batch_per_gpu, **data_loader_kwargs))
+    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
+                                   start_index=start_index)
+    loader = torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_size // num_gpus,
+                                         **data_loader_kwargs)
     if rank == 0:
         print()
         print('Num images: ', len(training_set))
         print('Image shape:', training_set.image_shape)
         print('Label shape:', training_set.label_shape)
         print()
+    return training_set, iter(loader)
 
-    # Construct networks.
+
+def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank, device):
+    """(G, D, G_ema, resume pickle's data or None). An exact continuation must restore every tensor."""
     if rank == 0:
         print('Constructing networks...')
     common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
@@ -308,8 +222,6 @@ def training_loop(
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
-
-    # Resume from an existing pickle.
     resume_data = None
     if resume_pkl is not None:
         if rank == 0:
@@ -318,317 +230,315 @@ def training_loop(
             resume_data = legacy.load_network_pkl(f)
         for name, module in [('G', G), ('D', D), ('G_ema', G_ema)]:
             if resume_data[name] is not None:
-                misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
+                misc.copy_params_and_buffers(resume_data[name], module, require_all=exact)
+            elif exact:
+                raise ValueError(f'{resume_pkl} has no {name}; continuing a run needs its G, D and G_ema')
+    return G, D, G_ema, resume_data
 
-    # Print network summary tables.
+
+def setup_augment_pipe(augment_kwargs, augment_p, ada_target, resume_data, device):
+    """The augmentation pipeline, or None; with ADA, a pickle's pipe hands over the p it had reached."""
+    if augment_kwargs is None or (augment_p == 0 and ada_target is None):
+        return None
+    augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
+    augment_pipe.p.copy_(torch.as_tensor(augment_p))
+    resumed_pipe = resume_data['augment_pipe'] if resume_data is not None else None
+    if ada_target is not None and isinstance(resumed_pipe, torch.nn.Module) and hasattr(resumed_pipe, 'p'):
+        augment_pipe.p.copy_(resumed_pipe.p.detach().to(device))
+    return augment_pipe
+
+
+def broadcast_from_rank0(modules, num_gpus, rank):
+    if num_gpus == 1:
+        return
     if rank == 0:
-        z = torch.empty([batch_gpu, G.z_dim], device=device)
-        c = torch.empty([batch_gpu, G.c_dim], device=device)
-        img = misc.print_module_summary(G, [z, c])
-        misc.print_module_summary(D, [img, c])
-
-    # Set up the augmentation pipeline; with ADA, a resumed run keeps the p it had reached.
-    augment_pipe = None
-    ada_stats = None
-    if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
-        augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
-        augment_pipe.p.copy_(torch.as_tensor(augment_p))
-        resumed_pipe = resume_data['augment_pipe'] if resume_data is not None else None
-        if ada_target is not None and isinstance(resumed_pipe, torch.nn.Module) and hasattr(resumed_pipe, 'p'):
-            augment_pipe.p.copy_(resumed_pipe.p.detach().to(device))
-        if ada_target is not None:
-            ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False)
-
-    # Every process starts from rank 0's weights.
-    if rank == 0 and num_gpus > 1:
         print(f'Distributing across {num_gpus} processes...')
-    for module in [G, D, G_ema, augment_pipe]:
-        if module is not None and num_gpus > 1:
+    for module in modules:
+        if module is not None:
             for tensor in misc.params_and_buffers(module):
                 torch.distributed.broadcast(tensor, src=0)
 
-    # Set up training phases: lazy regularisation runs every `interval` steps with a larger gain, and the
-    # optimizer is adjusted so that the main and regularisation steps together match a non-lazy schedule.
-    if rank == 0:
-        print('Setting up training phases...')
-    loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
+
+def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval):
+    """(phases, optimizers). Lazy regularisation runs every `interval` steps with a larger gain; the optimizer
+    is adjusted so that the main and regularisation steps together match a non-lazy schedule."""
     phases = []
     optimizers = dict()
-    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
-                                                   ('D', D, D_opt_kwargs, D_reg_interval)]:
+    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval), ('D', D, D_opt_kwargs, D_reg_interval)]:
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
         if 'betas' in opt_kwargs:
             opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses a mix of int and float.
-        if reg_interval is None:
-            optimizers[name] = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
-            phases += [dnnlib.EasyDict(name=name + 'both', module=module, opt=optimizers[name], interval=1)]
-        else:
+        if reg_interval is not None:
             mb_ratio = reg_interval / (reg_interval + 1)
             opt_kwargs.lr = opt_kwargs.lr * mb_ratio
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
-            optimizers[name] = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
-            phases += [dnnlib.EasyDict(name=name + 'main', module=module, opt=optimizers[name], interval=1)]
-            phases += [dnnlib.EasyDict(name=name + 'reg', module=module, opt=optimizers[name], interval=reg_interval)]
+        optimizers[name] = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
+        if reg_interval is None:
+            phases.append(dnnlib.EasyDict(name=name + 'both', module=module, opt=optimizers[name], interval=1))
+        else:
+            phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=optimizers[name], interval=1))
+            phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=optimizers[name], interval=reg_interval))
+    return phases, optimizers
 
-    # Export the image grids; the latents of the fakes are fixed by the seed, so every snapshot shows the same.
-    grid_size = grid_z = grid_c = None
+# ----------------------------------------------------------------------------
+# One iteration.
+
+
+def fetch_batch(data_iter, training_set, state, num_phases, z_dim, batch_gpu, device):
+    """(reals, fakes): this process's reals as (images, labels) split into rounds, and per phase the fakes'
+    (latents, labels) split into rounds. The fakes are drawn for the whole batch from one stream shared by
+    all processes, each taking its slice, so the result does not depend on the number of processes."""
+    with torch.autograd.profiler.record_function('data_fetch'):
+        real_img, real_c = next(data_iter)
+        real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
+        real_c = real_c.to(device).split(batch_gpu)
+        batch_per_gpu = state.batch_size // state.num_gpus
+        own = slice(state.rank * batch_per_gpu, (state.rank + 1) * batch_per_gpu)
+        all_z = torch.randn([num_phases, state.batch_size, z_dim], generator=state.latent_rng)
+        all_c_idx = torch.randint(len(training_set), [num_phases, state.batch_size], generator=state.latent_rng)
+        fakes = []
+        for phase_z, phase_c_idx in zip(all_z, all_c_idx):
+            labels = np.stack([training_set.get_label(int(i)) for i in phase_c_idx[own]])
+            fakes.append((phase_z[own].to(device).split(batch_gpu), torch.from_numpy(labels).to(device).split(batch_gpu)))
+    return (real_img, real_c), fakes
+
+
+def run_phase(phase, loss, reals, gen_z, gen_c, num_rounds, num_gpus, cur_nimg):
+    """Accumulates the phase's gradients over the rounds, averages them over processes, and steps its optimizer."""
+    phase.opt.zero_grad(set_to_none=True)
+    phase.module.requires_grad_(True)
+    for real_img, real_c, z, c in zip(*reals, gen_z, gen_c):
+        # Rounds average rather than add up, so the step does not depend on batch_gpu.
+        loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=z, gen_c=c,
+                                  gain=phase.interval / num_rounds, cur_nimg=cur_nimg)
+    phase.module.requires_grad_(False)
+    with torch.autograd.profiler.record_function(phase.name + '_opt'):
+        training_stats.report0('Progress/nonfinite_grads', reduce_and_clean_gradients(phase.module, num_gpus))
+        phase.opt.step()
+
+
+def reduce_and_clean_gradients(module, num_gpus):
+    """Averages gradients over processes and zeroes non-finite entries; returns the count of those."""
+    params = [param for param in module.parameters() if param.grad is not None]
+    if len(params) == 0:
+        return torch.zeros([], dtype=torch.int64)
+    flat = torch.cat([param.grad.flatten() for param in params])
+    if num_gpus > 1:
+        torch.distributed.all_reduce(flat)
+        flat /= num_gpus
+    num_nonfinite = (~torch.isfinite(flat)).sum()
+    torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+    for param, grad in zip(params, flat.split([param.numel() for param in params])):
+        param.grad = grad.reshape(param.shape)
+    return num_nonfinite
+
+
+@torch.no_grad()
+def update_ema(G_ema, G, ema_beta):
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, ema_beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+def ada_adjustment(rate, target, batch_size, ada_interval, ada_kimg):
+    """Step of ADA's p: toward more augmentation when D is too sure about reals (rate of positive logits above
+    target), less otherwise, at a speed that takes p from 0 to 1 in ada_kimg thousand images."""
+    return np.sign(rate - target) * (batch_size * ada_interval) / (ada_kimg * 1000)
+
+
+def adapt_augment_p(state, ada_stats, target, ada_interval, ada_kimg):
+    """Counts D's positive outputs on reals; every `ada_interval` iterations moves p toward the target rate."""
+    ada_stats.update()
+    num = ada_stats.num('Loss/signs/real')
+    if num > 0:
+        state.ada_sign_sum += int(round(ada_stats.mean('Loss/signs/real') * num))
+        state.ada_sign_count += num
+    if state.batch_idx % ada_interval == 0 and state.ada_sign_count > 0:
+        p = state.augment_pipe.p
+        adjust = ada_adjustment(rate=state.ada_sign_sum / state.ada_sign_count, target=target,
+                                batch_size=state.batch_size, ada_interval=ada_interval, ada_kimg=ada_kimg)
+        p.copy_((p + adjust).max(misc.constant(0, device=p.device)))
+        state.ada_sign_sum = 0
+        state.ada_sign_count = 0
+
+# ----------------------------------------------------------------------------
+# Maintenance.
+
+
+def report_tick(state, start_time, tick_start_time, tick_end_time, maintenance_time, device, rank):
+    """Prints the status line of a tick, recording the same figures in training_stats."""
+    report = training_stats.report0
+    tick_sec = tick_end_time - tick_start_time
+    fields = [
+        f"tick {report('Progress/tick', state.cur_tick):<5d}",
+        f"kimg {report('Progress/kimg', state.cur_nimg / 1e3):<8.1f}",
+        f"time {dnnlib.util.format_time(report('Timing/total_sec', tick_end_time - start_time)):<12s}",
+        f"sec/tick {report('Timing/sec_per_tick', tick_sec):<7.1f}",
+        f"sec/kimg {report('Timing/sec_per_kimg', tick_sec / (state.cur_nimg - state.tick_start_nimg) * 1e3):<7.2f}",
+        f"maintenance {report('Timing/maintenance_sec', maintenance_time):<6.1f}",
+        f"cpumem {report('Resources/cpu_mem_gb', cpu_memory_gb()):<6.2f}",
+    ]
+    if device.type == 'cuda':
+        fields.append(f"gpumem {report('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2**30):<6.2f}")
+        fields.append(f"reserved {report('Resources/peak_gpu_mem_reserved_gb', torch.cuda.max_memory_reserved(device) / 2**30):<6.2f}")
+        torch.cuda.reset_peak_memory_stats(device)
+    fields.append(f"augment {report('Progress/augment', state.augment_p):.3f}")
+    report('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
+    report('Timing/total_days', (tick_end_time - start_time) / (24 * 60 * 60))
     if rank == 0:
-        print('Exporting sample images...')
-        # About 4K pixels of images on a GPU; on the CPU, generating that many fakes would dominate short runs.
-        max_grid_size = (32, 32) if device.type == 'cuda' else (8, 4)
-        grid_size, images, labels = setup_snapshot_image_grid(training_set=training_set, random_seed=random_seed,
-                                                              max_grid_size=max_grid_size)
-        if not os.path.isfile(os.path.join(run_dir, 'reals.png')):
-            save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
-        grid_rng = torch.Generator().manual_seed(random_seed)
-        grid_z = torch.randn([labels.shape[0], G.z_dim], generator=grid_rng).to(device).split(batch_gpu)
-        grid_c = torch.from_numpy(labels).to(device).split(batch_gpu)
-        if state is None:
-            images = generate_grid_images(G_ema, grid_z, grid_c)
-            save_image_grid(images, os.path.join(run_dir, 'fakes_init.png'), drange=[-1, 1], grid_size=grid_size)
+        print(' '.join(fields))
 
-    # Initialize logs.
-    if rank == 0:
-        print('Initializing logs...')
-    stats_collector = training_stats.Collector(regex='.*')
-    stats_metrics = dict()
-    stats_jsonl = None
-    stats_tfevents = None
-    if rank == 0:
-        stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
-        stats_tfevents = open_tensorboard(run_dir)
 
-    # Latents and labels of fakes are drawn for the whole batch from one stream shared by all processes, each
-    # taking its slice: the result is then independent of the number of processes.
-    latent_rng = torch.Generator().manual_seed(random_seed)
+def snapshot_networks(modules, num_gpus):
+    """CPU copies of the networks in eval mode without gradients, identical on every process."""
+    result = dict()
+    for key, module in modules.items():
+        if isinstance(module, torch.nn.Module):
+            module = copy.deepcopy(module).eval().requires_grad_(False)
+            if num_gpus > 1:
+                misc.check_ddp_consistency(module, ignore_regex=r'.*\.[^.]+_(avg|ema)')
+                for tensor in misc.params_and_buffers(module):
+                    torch.distributed.broadcast(tensor, src=0)
+            module = module.cpu()
+        result[key] = module
+    return result
 
-    # Training state.
-    cur_nimg = resume_kimg * 1000
-    cur_tick = 0
-    tick_start_nimg = cur_nimg
-    batch_idx = 0
-    ada_sign_sum = 0
-    ada_sign_count = 0
-    if state is not None:
-        cur_nimg = state['cur_nimg']
-        cur_tick = state['cur_tick']
-        tick_start_nimg = state['tick_start_nimg']
-        batch_idx = state['batch_idx']
-        ada_sign_sum = state['ada_sign_sum']
-        ada_sign_count = state['ada_sign_count']
-        start_time -= state['total_sec']
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state['optimizers'][name])
-        latent_rng.set_state(state['latent_rng'])
-        if augment_pipe is not None and state['augment_p'] is not None:
-            augment_pipe.p.copy_(torch.as_tensor(state['augment_p']))
-        if len(state['ranks']) == num_gpus:
-            loss.load_state_dict(state['ranks'][rank]['loss'])
-            set_rng_states(state['ranks'][rank]['rng'], device)
-        elif rank == 0:
-            print(f'The training state was written by {len(state["ranks"])} processes, not {num_gpus}: '
-                  f'random streams restart, so the run continues, but not bit-exactly.')
-    if state is not None and cur_nimg >= total_kimg * 1000:
+
+def evaluate_metrics(metrics, G, training_set_kwargs, data_loader_kwargs, num_gpus, rank, device, run_dir, snapshot_pkl):
+    """Every metric on the snapshot (every process takes part); rank 0 records them. Returns {name: value}."""
+    if len(metrics) > 0 and rank == 0:
+        print('Evaluating metrics...')
+    results = dict()
+    for metric in metrics:
+        result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=training_set_kwargs, num_gpus=num_gpus,
+                                              rank=rank, device=device, data_loader_kwargs=data_loader_kwargs)
         if rank == 0:
-            print(f'The run has already trained for {cur_nimg / 1000:g} kimg; nothing to do for {total_kimg} kimg.')
-        for log_file in (stats_jsonl, stats_tfevents):
-            if log_file is not None:
-                log_file.close()
-        return
-    tick_start_time = time.time()
-    maintenance_time = tick_start_time - start_time
-    if progress_fn is not None:
-        progress_fn(cur_nimg // 1000, total_kimg)
+            metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
+        results.update(result_dict.results)
+    return results
 
-    if rank == 0:
-        print(f'Training for {total_kimg} kimg...')
-        print()
-    while True:
 
-        # Fetch training data.
-        with torch.autograd.profiler.record_function('data_fetch'):
-            phase_real_img, phase_real_c = next(training_set_iterator)
-            phase_real_img = (phase_real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-            phase_real_c = phase_real_c.to(device).split(batch_gpu)
-            own = slice(rank * batch_per_gpu, (rank + 1) * batch_per_gpu)
-            all_gen_z = torch.randn([len(phases), batch_size, G.z_dim], generator=latent_rng)
-            all_gen_c_idx = torch.randint(len(training_set), [len(phases), batch_size], generator=latent_rng)
-            all_gen_z = [phase_z[own].to(device).split(batch_gpu) for phase_z in all_gen_z]
-            all_gen_c = [torch.from_numpy(np.stack([training_set.get_label(int(i)) for i in phase_idx[own]]))
-                         .to(device).split(batch_gpu) for phase_idx in all_gen_c_idx]
+def cpu_memory_gb():
+    """Resident memory of this process in GiB (0 where /proc is unavailable)."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
-        # Execute training phases.
-        for phase, phase_gen_z, phase_gen_c in zip(phases, all_gen_z, all_gen_c):
-            if batch_idx % phase.interval != 0:
-                continue
-            phase.opt.zero_grad(set_to_none=True)
-            phase.module.requires_grad_(True)
-            for real_img, real_c, gen_z, gen_c in zip(phase_real_img, phase_real_c, phase_gen_z, phase_gen_c):
-                # Rounds average rather than add up, so the step does not depend on batch_gpu.
-                loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=gen_z,
-                                          gen_c=gen_c, gain=phase.interval / num_rounds, cur_nimg=cur_nimg)
-            phase.module.requires_grad_(False)
-            with torch.autograd.profiler.record_function(phase.name + '_opt'):
-                num_nonfinite = reduce_and_clean_gradients(phase.module, num_gpus)
-                training_stats.report0('Progress/nonfinite_grads', num_nonfinite)
-                phase.opt.step()
 
-        # Update G_ema.
-        with torch.autograd.profiler.record_function('Gema'):
-            ema_nimg = ema_kimg * 1000
-            if ema_rampup is not None:
-                ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
-            ema_beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
-            update_ema(G_ema, G, ema_beta)
+class RunLogs:
+    """stats.jsonl and TensorBoard scalars of a run (rank 0), one entry per tick; metrics carried forward."""
 
-        # Update state.
-        cur_nimg += batch_size
-        batch_idx += 1
-
-        # Move ADA's p toward the target rate of positive D outputs on reals.
-        if ada_stats is not None:
-            ada_stats.update()
-            num = ada_stats.num('Loss/signs/real')
-            if num > 0:
-                ada_sign_sum += int(round(ada_stats.mean('Loss/signs/real') * num))
-                ada_sign_count += num
-            if batch_idx % ada_interval == 0 and ada_sign_count > 0:
-                adjust = ada_adjustment(rate=ada_sign_sum / ada_sign_count, target=ada_target,
-                                        batch_size=batch_size, ada_interval=ada_interval, ada_kimg=ada_kimg)
-                augment_pipe.p.copy_((augment_pipe.p + adjust).max(misc.constant(0, device=device)))
-                ada_sign_sum = 0
-                ada_sign_count = 0
-
-        # Perform maintenance tasks once per tick.
-        done = (cur_nimg >= total_kimg * 1000)
-        if (not done) and (cur_tick != 0) and (cur_nimg < tick_start_nimg + kimg_per_tick * 1000):
-            continue
-
-        # Print status line, accumulating the same information in training_stats.
-        tick_end_time = time.time()
-        fields = []
-        fields += [f"tick {training_stats.report0('Progress/tick', cur_tick):<5d}"]
-        fields += [f"kimg {training_stats.report0('Progress/kimg', cur_nimg / 1e3):<8.1f}"]
-        fields += [f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', tick_end_time - start_time)):<12s}"]
-        fields += [f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_end_time - tick_start_time):<7.1f}"]
-        fields += [f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', (tick_end_time - tick_start_time) / (cur_nimg - tick_start_nimg) * 1e3):<7.2f}"]
-        fields += [f"maintenance {training_stats.report0('Timing/maintenance_sec', maintenance_time):<6.1f}"]
-        fields += [f"cpumem {training_stats.report0('Resources/cpu_mem_gb', cpu_memory_gb()):<6.2f}"]
-        if device.type == 'cuda':
-            fields += [f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2**30):<6.2f}"]
-            fields += [f"reserved {training_stats.report0('Resources/peak_gpu_mem_reserved_gb', torch.cuda.max_memory_reserved(device) / 2**30):<6.2f}"]
-            torch.cuda.reset_peak_memory_stats(device)
-        fields += [f"augment {training_stats.report0('Progress/augment', float(augment_pipe.p.cpu()) if augment_pipe is not None else 0):.3f}"]
-        training_stats.report0('Timing/total_hours', (tick_end_time - start_time) / (60 * 60))
-        training_stats.report0('Timing/total_days', (tick_end_time - start_time) / (24 * 60 * 60))
+    def __init__(self, run_dir, rank):
+        self.collector = training_stats.Collector(regex='.*')
+        self.metrics = dict()
+        self.jsonl = None
+        self.tfevents = None
         if rank == 0:
-            print(' '.join(fields))
+            print('Initializing logs...')
+            self.jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
+            self.tfevents = open_tensorboard(run_dir)
 
-        # Check for abort.
-        if (not done) and (abort_fn is not None) and abort_fn():
-            done = True
-            if rank == 0:
-                print()
-                print('Aborting...')
-
-        # Save image snapshot.
-        if (rank == 0) and (image_snapshot_ticks is not None) and (done or cur_tick % image_snapshot_ticks == 0):
-            images = generate_grid_images(G_ema, grid_z, grid_c)
-            save_image_grid(images, os.path.join(run_dir, f'fakes{cur_nimg // 1000:06d}.png'), drange=[-1, 1],
-                            grid_size=grid_size)
-
-        # Save network snapshot and the training state beside it.
-        if (network_snapshot_ticks is not None) and (done or cur_tick % network_snapshot_ticks == 0):
-            snapshot_data = dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe,
-                                 training_set_kwargs=dict(training_set_kwargs))
-            for key, value in snapshot_data.items():
-                if isinstance(value, torch.nn.Module):
-                    value = copy.deepcopy(value).eval().requires_grad_(False)
-                    if num_gpus > 1:
-                        misc.check_ddp_consistency(value, ignore_regex=r'.*\.[^.]+_(avg|ema)')
-                        for tensor in misc.params_and_buffers(value):
-                            torch.distributed.broadcast(tensor, src=0)
-                    snapshot_data[key] = value.cpu()
-            rank_states = gather_objects(dict(rng=get_rng_states(device), loss=loss.state_dict()), num_gpus)
-            if rank == 0:
-                training_state = dict(
-                    format_version=STATE_FORMAT_VERSION,
-                    cur_nimg=cur_nimg,
-                    cur_tick=cur_tick + 1,
-                    tick_start_nimg=cur_nimg,
-                    batch_idx=batch_idx,
-                    ada_sign_sum=ada_sign_sum,
-                    ada_sign_count=ada_sign_count,
-                    augment_p=float(augment_pipe.p.cpu()) if augment_pipe is not None else None,
-                    total_sec=time.time() - start_time,
-                    optimizers={name: opt.state_dict() for name, opt in optimizers.items()},
-                    latent_rng=latent_rng.get_state(),
-                    ranks=rank_states,
-                    num_gpus=num_gpus,
-                    batch_size=batch_size,
-                )
-                kimg = cur_nimg // 1000
-                # The pickle first: a state file is only ever beside a complete snapshot.
-                write_atomically(os.path.join(run_dir, snapshot_pkl_name(kimg)),
-                                 lambda f: pickle.dump(snapshot_data, f))
-                write_atomically(os.path.join(run_dir, training_state_name(kimg)),
-                                 lambda f: torch.save(training_state, f))
-                if keep_snapshots is not None:
-                    prune_snapshots(run_dir, keep_snapshots)
-
-            # Evaluate metrics on the snapshot (every process takes part).
-            if len(metrics) > 0 and rank == 0:
-                print('Evaluating metrics...')
-            for metric in metrics:
-                result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
-                                                      dataset_kwargs=training_set_kwargs, num_gpus=num_gpus, rank=rank,
-                                                      device=device, data_loader_kwargs=data_loader_kwargs)
-                if rank == 0:
-                    metric_main.report_metric(result_dict, run_dir=run_dir,
-                                              snapshot_pkl=os.path.join(run_dir, snapshot_pkl_name(cur_nimg // 1000)))
-                stats_metrics.update(result_dict.results)
-            del snapshot_data
-
-        # Collect statistics.
-        stats_collector.update()
-        stats_dict = stats_collector.as_dict()
-
-        # Update logs.
+    def write_tick(self, cur_nimg, elapsed, metric_results):
+        self.collector.update()  # Every process takes part.
+        stats = self.collector.as_dict()
+        self.metrics.update(metric_results)
         timestamp = time.time()
-        if stats_jsonl is not None:
-            stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
-            stats_jsonl.flush()
-        if stats_tfevents is not None:
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(dict(stats, timestamp=timestamp)) + '\n')
+            self.jsonl.flush()
+        if self.tfevents is not None:
             global_step = int(cur_nimg / 1e3)
-            walltime = timestamp - start_time
-            for name, value in stats_dict.items():
-                stats_tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=walltime)
-            for name, value in stats_metrics.items():
-                stats_tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=walltime)
-            stats_tfevents.flush()
-        if progress_fn is not None:
-            progress_fn(cur_nimg // 1000, total_kimg)
+            for name, value in stats.items():
+                self.tfevents.add_scalar(name, value.mean, global_step=global_step, walltime=elapsed)
+            for name, value in self.metrics.items():
+                self.tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=elapsed)
+            self.tfevents.flush()
 
-        # Update state.
-        cur_tick += 1
-        tick_start_nimg = cur_nimg
-        tick_start_time = time.time()
-        maintenance_time = tick_start_time - tick_end_time
-        if done:
-            break
+    def close(self):
+        for log in (self.jsonl, self.tfevents):
+            if log is not None:
+                log.close()
 
-    # Done.
-    if stats_jsonl is not None:
-        stats_jsonl.close()
-    if stats_tfevents is not None:
-        stats_tfevents.close()
-    if rank == 0:
-        print()
-        print('Exiting...')
+
+def open_tensorboard(run_dir):
+    try:
+        import torch.utils.tensorboard as tensorboard
+    except ImportError as err:
+        print(f'Skipping TensorBoard export: torch.utils.tensorboard is not available ({err})')
+        return None
+    return tensorboard.SummaryWriter(run_dir)
+
+# ----------------------------------------------------------------------------
+# Image grids.
+
+
+def export_sample_grids(run_dir, training_set, G_ema, random_seed, batch_gpu, device, write_init):
+    """Writes reals.png (once per run) and, for a new run, fakes_init.png; returns the grid (size, z, c)."""
+    print('Exporting sample images...')
+    # About 4K pixels of images on a GPU; on the CPU, generating that many fakes would dominate short runs.
+    max_grid_size = (32, 32) if device.type == 'cuda' else (8, 4)
+    grid_size, images, labels = setup_snapshot_image_grid(training_set=training_set, random_seed=random_seed,
+                                                          max_grid_size=max_grid_size)
+    if not os.path.isfile(os.path.join(run_dir, 'reals.png')):
+        save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
+    grid_rng = torch.Generator().manual_seed(random_seed)
+    grid = dnnlib.EasyDict(size=grid_size,
+                           z=torch.randn([labels.shape[0], G_ema.z_dim], generator=grid_rng).to(device).split(batch_gpu),
+                           c=torch.from_numpy(labels).to(device).split(batch_gpu))
+    if write_init:
+        save_image_grid(generate_grid_images(G_ema, grid.z, grid.c), os.path.join(run_dir, 'fakes_init.png'),
+                        drange=[-1, 1], grid_size=grid_size)
+    return grid
+
+
+def setup_snapshot_image_grid(training_set, random_seed=0, max_grid_size=(32, 32)):
+    """Picks the reals shown in reals.png: one class per row when labelled. Returns (grid_size, images, labels)."""
+    rnd = np.random.RandomState(random_seed)
+    gw = min(np.clip(7680 // training_set.image_shape[2], 7, 32), max_grid_size[0])
+    gh = min(np.clip(4320 // training_set.image_shape[1], 4, 32), max_grid_size[1])
+
+    if not training_set.has_labels:
+        all_indices = list(range(len(training_set)))
+        rnd.shuffle(all_indices)
+        grid_indices = [all_indices[i % len(all_indices)] for i in range(gw * gh)]
+    else:
+        label_groups = dict()
+        for idx in range(len(training_set)):
+            label = tuple(training_set.get_details(idx).raw_label.flat[::-1])
+            label_groups.setdefault(label, []).append(idx)
+        label_order = sorted(label_groups.keys())
+        for label in label_order:
+            rnd.shuffle(label_groups[label])
+        grid_indices = []
+        for y in range(gh):
+            indices = label_groups[label_order[y % len(label_order)]]
+            grid_indices += [indices[x % len(indices)] for x in range(gw)]
+            label_groups[label_order[y % len(label_order)]] = indices[gw:] + indices[:gw]
+
+    images, labels = zip(*[training_set[i] for i in grid_indices])
+    return (int(gw), int(gh)), np.stack(images), np.stack(labels)
 
 
 @torch.no_grad()
 def generate_grid_images(G_ema, grid_z, grid_c):
     return torch.cat([G_ema(z=z, c=c, noise_mode='const').cpu() for z, c in zip(grid_z, grid_c)]).numpy()
+
+
+def save_image_grid(img, fname, drange, grid_size):
+    """Tiles a batch [N, C, H, W] into a gw x gh PNG, mapping `drange` to [0, 255]."""
+    lo, hi = drange
+    img = np.asarray(img, dtype=np.float32)
+    img = (img - lo) * (255 / (hi - lo))
+    img = np.rint(img).clip(0, 255).astype(np.uint8)
+
+    gw, gh = grid_size
+    _N, C, H, W = img.shape
+    img = img.reshape([gh, gw, C, H, W]).transpose(0, 3, 1, 4, 2).reshape([gh * H, gw * W, C])
+    assert C in (1, 3)
+    image = PIL.Image.fromarray(img[:, :, 0], 'L') if C == 1 else PIL.Image.fromarray(img, 'RGB')
+    snapshots.write_atomically(fname, lambda f: image.save(f, format='png'))
 
 # ----------------------------------------------------------------------------

@@ -8,19 +8,21 @@ import pytest
 import torch
 
 from torch_utils import misc
+from training import snapshots as snapshot_files
 from training import training_loop as tl
+from training import training_state
 
 
 def test_write_atomically_keeps_old_file_when_the_writer_fails(tmp_path):
     path = tmp_path / 'network-snapshot-000001.pkl'
-    tl.write_atomically(str(path), lambda f: pickle.dump({'a': 1}, f))
+    snapshot_files.write_atomically(str(path), lambda f: pickle.dump({'a': 1}, f))
 
     def broken_writer(f):
         f.write(b'partial')
         raise RuntimeError('disk full')
 
     with pytest.raises(RuntimeError):
-        tl.write_atomically(str(path), broken_writer)
+        snapshot_files.write_atomically(str(path), broken_writer)
     with open(path, 'rb') as f:
         assert pickle.load(f) == {'a': 1}
     assert os.listdir(tmp_path) == [path.name]
@@ -28,25 +30,25 @@ def test_write_atomically_keeps_old_file_when_the_writer_fails(tmp_path):
 
 def test_list_and_prune_snapshots(tmp_path):
     for kimg in (0, 4, 8, 12):
-        (tmp_path / tl.snapshot_pkl_name(kimg)).write_bytes(b'x')
+        (tmp_path / snapshot_files.snapshot_pkl_name(kimg)).write_bytes(b'x')
         if kimg != 12:
-            (tmp_path / tl.training_state_name(kimg)).write_bytes(b'x')
+            (tmp_path / snapshot_files.training_state_name(kimg)).write_bytes(b'x')
     (tmp_path / 'network-snapshot-000016.pkl.tmp-123').write_bytes(b'x')
-    snapshots = tl.list_snapshots(str(tmp_path))
+    snapshots = snapshot_files.list_snapshots(str(tmp_path))
     assert [kimg for kimg, _, _ in snapshots] == [0, 4, 8, 12]
     assert snapshots[-1][2] is None and snapshots[-2][2].endswith('training-state-000008.pt')
 
-    tl.prune_snapshots(str(tmp_path), keep=2)
-    tl.remove_partial_files(str(tmp_path))
+    snapshot_files.prune_snapshots(str(tmp_path), keep=2)
+    snapshot_files.remove_partial_files(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ['network-snapshot-000008.pkl', 'network-snapshot-000012.pkl',
                                             'training-state-000008.pt']
 
 
-def test_skipping_sampler_continues_the_stream():
+def test_sampler_started_at_an_index_continues_the_stream():
     dataset = list(range(10))
     full = iter(misc.InfiniteSampler(dataset, seed=3))
     reference = [next(full) for _ in range(25)]
-    skipped = iter(tl.SkippingSampler(misc.InfiniteSampler(dataset, seed=3), skip=7))
+    skipped = iter(misc.InfiniteSampler(dataset, seed=3, start_index=7))
     assert [next(skipped) for _ in range(18)] == reference[7:]
 
 
@@ -79,9 +81,9 @@ def test_ada_adjustment_direction_and_speed():
 
 def test_rng_states_round_trip():
     device = torch.device('cpu')
-    states = tl.get_rng_states(device)
+    states = training_state.get_rng_states(device)
     first = (torch.rand(3), np.random.rand(3))
-    tl.set_rng_states(states, device)
+    training_state.set_rng_states(states, device)
     second = (torch.rand(3), np.random.rand(3))
     assert torch.equal(first[0], second[0]) and np.array_equal(first[1], second[1])
 
