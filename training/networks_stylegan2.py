@@ -132,15 +132,17 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
-        w = self.weight.to(x.dtype) * self.weight_gain
+        """[batch_size, in_features] -> [batch_size, out_features]."""
+        w = self.weight.to(x.dtype)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
+        # The weight gain scales the product (batch_size rows) rather than the weight (out_features rows).
         if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        x = x.matmul(w.t())
+            return torch.addmm(b.unsqueeze(0), x, w.t(), alpha=float(self.weight_gain))
+        x = x.matmul(w.t()).mul_(float(self.weight_gain))
         return bias_act.bias_act(x, b, act=self.activation)
 
     def extra_repr(self):
