@@ -65,7 +65,7 @@ def bench_bias_act(shape=(4, 256, 64, 64), repeats=7):
     shape_str = 'x'.join(str(s) for s in shape)
     rows = []
     for act, clamp in [('lrelu', None), ('lrelu', 256.0), ('linear', None), ('swish', None)]:
-        name = f'bias_act {act}' + (f' clamp' if clamp is not None else '')
+        name = f'bias_act {act}' + (' clamp' if clamp is not None else '')
         rows.append(compare(name + ' fwd', shape_str, lambda impl: (lambda: bias_act.bias_act(x, b, act=act, clamp=clamp, impl=impl)), repeats))
         xg = x.clone().requires_grad_(True)
         bg = b.clone().requires_grad_(True)

@@ -1,7 +1,6 @@
 """Improved precision and recall (Kynkäänniemi et al. 2019) on VGG16 features: a sample counts as
 inside a manifold if it lies within the k-th nearest-neighbour radius of some sample of that set."""
 
-import numpy as np
 import torch
 
 from . import metric_utils

@@ -1,11 +1,12 @@
 """The network modules of training/ are embedded in pickles and executed standalone when the pickle is
 loaded, possibly by the official code base. Their source may therefore use only the compatibility
-surface of API.md: numpy, scipy, torch, the standard library, dnnlib, and the documented names of
-torch_utils.misc, torch_utils.persistence and torch_utils.ops.*.
+surface listed in docs/architecture.md ("The pickle contract"): numpy, scipy, torch, the standard library,
+dnnlib, and the listed names of torch_utils.misc, torch_utils.persistence and torch_utils.ops.*.
 """
 
 import ast
 import pathlib
+import re
 import sys
 
 import pytest
@@ -17,7 +18,7 @@ REQUIRED_MODULES = ['networks_stylegan2.py']
 
 THIRD_PARTY_PACKAGES = {'numpy', 'scipy', 'torch', 'dnnlib'}
 
-# Public names of torch_utils that pickled sources may use (API.md).
+# Public names of torch_utils that pickled sources may use (docs/architecture.md, "The pickle contract").
 TORCH_UTILS_SURFACE = {
     'misc': {'constant', 'assert_shape', 'suppress_tracer_warnings', 'profiled_function', 'InfiniteSampler',
              'params_and_buffers', 'named_params_and_buffers', 'copy_params_and_buffers', 'ddp_sync',
@@ -138,3 +139,14 @@ def test_discovery_finds_persisted_modules():
 ])
 def test_surface_checker_flags_violations(src, expected):
     assert len(surface_violations(src)) == expected
+
+
+def test_documented_surface_is_the_enforced_one():
+    """docs/architecture.md lists exactly the names this test allows."""
+    doc = (TRAINING_DIR.parent / 'docs' / 'architecture.md').read_text()
+    documented = {}
+    for module, names in re.findall(r'^\| `torch_utils\.([\w.]+)` \| (.+) \|$', doc, flags=re.MULTILINE):
+        documented[module] = set(re.findall(r'`(\w+)`', names))
+    enforced = dict(TORCH_UTILS_SURFACE)
+    enforced.update({f'ops.{name}': names for name, names in OPS_SURFACE.items()})
+    assert documented == enforced
