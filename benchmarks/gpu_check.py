@@ -94,8 +94,7 @@ def part_networks(device='cuda', resolution=256, batch=32, channel_base=32768, r
         loss.backward()
 
     print(f'{f"network ({resolution}x{resolution}, batch {batch})":28s} {"work":10s} {"kernels":>10s} {"ref":>10s} {"speed-up":>9s}')
-    for name, make in configs.items():
-        G = make().to(device)
+    def time_network(G):
         rows = {}
         for impl in ('default', 'ref'):
             torch_utils.ops.force_impl = None if impl == 'default' else impl
@@ -103,9 +102,11 @@ def part_networks(device='cuda', resolution=256, batch=32, channel_base=32768, r
                 rows.setdefault('forward', {})[impl] = seconds(lambda: G(z, c))
             rows.setdefault('G+D step', {})[impl] = seconds(lambda: step(G))
         torch_utils.ops.force_impl = None
-        for work, times in rows.items():
+        return rows
+
+    for name, make in configs.items():
+        for work, times in time_network(make().to(device)).items():
             print(f'{name:28s} {work:10s} {times["default"] * 1e3:8.1f}ms {times["ref"] * 1e3:8.1f}ms {times["ref"] / times["default"]:8.2f}x')
-        del G
         if device.type == 'cuda':
             torch.cuda.empty_cache()
     return True
