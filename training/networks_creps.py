@@ -29,6 +29,10 @@ from torch_utils import misc
 from torch_utils import persistence
 from torch_utils.ops import bias_act
 
+# bias_act on the freshly computed output of a layer: this project's op library may then work in place
+# (bias_act.bias_act_); elsewhere (this module run by another code base) the plain op.
+_bias_act_on_fresh = getattr(bias_act, 'bias_act_', bias_act.bias_act)
+
 # ----------------------------------------------------------------------------
 # Functional building blocks.
 
@@ -92,7 +96,7 @@ def fully_connected_per_pixel(layer, x):
             b = b * layer.bias_gain
     # A batched product keeps the positions contiguous (torch.matmul would transpose the activations).
     y = torch.bmm(w.unsqueeze(0).expand(batch_size, -1, -1), x.reshape(batch_size, layer.in_features, _num_positions(x)))
-    y = bias_act.bias_act(y, b, act=layer.activation)
+    y = _bias_act_on_fresh(y, b, act=layer.activation)
     return y.reshape(batch_size, layer.out_features, *x.shape[2:])
 
 
@@ -278,7 +282,7 @@ class SynthesisLayer(torch.nn.Module):
         x = modulated_fc(x=x, weight=self.weight, styles=styles)
         act_gain = self.act_gain * gain
         act_clamp = self.fc_clamp * gain if self.fc_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        return _bias_act_on_fresh(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self):
         return ' '.join([
@@ -368,7 +372,7 @@ class ToResLayer(torch.nn.Module):
         # Without demodulation the He gain has to be applied explicitly; folding it into the styles is cheapest.
         styles = self.affine(w) * self.weight_gain
         x = modulated_fc(x=x, weight=self.weight, styles=styles, demodulate=False)
-        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
+        return _bias_act_on_fresh(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
 
     def extra_repr(self):
         return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'

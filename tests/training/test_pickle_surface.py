@@ -34,6 +34,10 @@ OPS_SURFACE = {
     'fma': {'fma'},
     'grid_sample_gradfix': {'grid_sample'},
 }
+# Names this project adds, which pickled modules may reach only as getattr(module, name, <surface name>).
+OPTIONAL_SURFACE = {
+    'bias_act': {'bias_act_'},
+}
 
 
 def _is_persisted_module(tree):
@@ -103,7 +107,36 @@ def surface_violations(src):
             allowed = local_surface.get(node.value.id, None)
             if allowed is not None and node.attr not in allowed:
                 problems.append(f'line {node.lineno}: uses {node.value.id}.{node.attr}, not in the API surface')
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'getattr' and node.args:
+            problems += _getattr_violations(node, local_surface)
     return problems
+
+
+def _getattr_violations(node, local_surface):
+    """getattr(module, 'name', fallback) on a surface module: an optional name (this project's addition) with a
+    fallback that is part of the surface, so that the code runs on the official code base too."""
+    module = node.args[0].id if isinstance(node.args[0], ast.Name) else None
+    allowed = local_surface.get(module)
+    if allowed is None:
+        return []
+    name = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else None
+    if name in allowed:
+        return []
+    fallback = node.args[2] if len(node.args) > 2 else None
+    ok_fallback = (isinstance(fallback, ast.Attribute) and isinstance(fallback.value, ast.Name)
+                   and fallback.value.id == module and fallback.attr in allowed)
+    if name not in OPTIONAL_SURFACE.get(module_key(local_surface[module]), set()) or not ok_fallback:
+        return [f'line {node.lineno}: getattr({module}, {name!r}) is neither in the surface nor an optional name '
+                f'with a fallback in the surface']
+    return []
+
+
+def module_key(allowed_names):
+    """The key of OPS_SURFACE or TORCH_UTILS_SURFACE whose allowed names these are."""
+    for key, names in list(OPS_SURFACE.items()) + list(TORCH_UTILS_SURFACE.items()):
+        if names is allowed_names:
+            return key
+    return None
 
 # ----------------------------------------------------------------------------
 
@@ -136,6 +169,9 @@ def test_discovery_finds_persisted_modules():
     ('from torch_utils.ops.upfirdn2d import _parse_padding\n', 1),
     ('import torch_utils.misc\n', 1),
     ('from torch_utils.ops import my_new_op\n', 1),
+    ("from torch_utils.ops import bias_act\nf = getattr(bias_act, 'bias_act_', bias_act.bias_act)\n", 0),
+    ("from torch_utils.ops import bias_act\nf = getattr(bias_act, 'bias_act_')\n", 1),
+    ("from torch_utils.ops import bias_act\nf = getattr(bias_act, 'other', bias_act.bias_act)\n", 1),
 ])
 def test_surface_checker_flags_violations(src, expected):
     assert len(surface_violations(src)) == expected

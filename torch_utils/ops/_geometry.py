@@ -11,6 +11,8 @@ import torch
 
 def parse_scaling(scaling):
     """An int or [x, y] of positive ints -> (x, y)."""
+    if type(scaling) is tuple and len(scaling) == 2 and type(scaling[0]) is int and type(scaling[1]) is int and min(scaling) >= 1:
+        return scaling  # Already normalised (the ops pass their own results on).
     if isinstance(scaling, (int, np.integer)):
         scaling = [scaling, scaling]
     assert isinstance(scaling, (list, tuple)) and len(scaling) == 2, 'scaling must be an int or [x, y]'
@@ -20,6 +22,8 @@ def parse_scaling(scaling):
 
 def parse_padding(padding):
     """An int, [x, y] or [x0, x1, y0, y1] of ints -> (x0, x1, y0, y1)."""
+    if type(padding) is tuple and len(padding) == 4 and all(type(p) is int for p in padding):
+        return padding  # Already normalised.
     if isinstance(padding, (int, np.integer)):
         padding = [padding, padding]
     assert isinstance(padding, (list, tuple)), 'padding must be an int, [x, y] or [x0, x1, y0, y1]'

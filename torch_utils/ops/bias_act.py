@@ -38,6 +38,18 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     tensors, args = _prepare(x, b, dim, act, alpha, gain, clamp)
     return dispatch.choose_implementation('bias_act', _LEAVES, impl, tensors, args).apply(*tensors, **args)
 
+def bias_act_(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, impl='cuda'):
+    r"""bias_act() for an `x` that the caller has just computed and will not use again: where autograd
+    records nothing through `x`, the implementation may write the result into `x` instead of a new tensor
+    (the fast one does). Returns the result, which may be `x` itself.
+
+    Not part of the official API: network modules that others may load reach it with
+    `getattr(bias_act, 'bias_act_', bias_act.bias_act)`.
+    """
+    tensors, args = _prepare(x, b, dim, act, alpha, gain, clamp)
+    leaf = dispatch.choose_implementation('bias_act', _LEAVES, impl, tensors, args)
+    return getattr(leaf, 'apply_in_place', leaf.apply)(*tensors, **args)
+
 #----------------------------------------------------------------------------
 
 def _prepare(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None):

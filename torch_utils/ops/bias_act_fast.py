@@ -20,6 +20,8 @@ from torch_utils import custom_ops
 from torch_utils.ops import bias_act_ref
 from torch_utils.ops.bias_act_ref import activation_funcs, bias_shape
 
+_SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+
 DEVICE = None  # Any device: the C++ kernel where it applies, PyTorch ops elsewhere.
 
 #----------------------------------------------------------------------------
@@ -38,11 +40,21 @@ def apply(x, b, dim, act, alpha, gain, clamp):
         return bias_act_ref.apply(x, b, dim, act, alpha, gain, clamp)  # An add and a scale: autograd's own is as fast.
     return _BiasActFast.apply(x, b, dim, act, alpha, gain, clamp)
 
+
+def apply_in_place(x, b, dim, act, alpha, gain, clamp):
+    """apply() writing the result into `x` where autograd records nothing through it (bias_act.bias_act_)."""
+    if torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)):
+        return apply(x, b, dim, act, alpha, gain, clamp)
+    if b is not None:
+        x.add_(b.reshape(bias_shape(x, dim)))
+    _finish_in_place(x, act, alpha, gain, clamp)
+    return x
+
 #----------------------------------------------------------------------------
 
 def _plugin():
     """The C++ kernels of bias_act_cpu.cpp, or None if they cannot be built (custom_ops caches both)."""
-    return custom_ops.get_plugin('bias_act_cpu_plugin', sources=['bias_act_cpu.cpp'], source_dir=os.path.dirname(__file__),
+    return custom_ops.get_plugin('bias_act_cpu_plugin', sources=['bias_act_cpu.cpp'], source_dir=_SOURCE_DIR,
                                  extra_cflags=['-O3', '-fopenmp'], extra_ldflags=['-fopenmp'])
 
 
@@ -88,12 +100,17 @@ def _forward(x, b, dim, act, alpha, gain, clamp):
         z = torch.add(x, b.reshape(bias_shape(x, dim)))
     else:
         z = x.clone(memory_format=torch.preserve_format)
+    _finish_in_place(z, act, alpha, gain, clamp)
+    return z
+
+
+def _finish_in_place(z, act, alpha, gain, clamp):
+    """Activation, gain and clamp, overwriting `z`."""
     _IN_PLACE_ACT[act](z, alpha)
     if gain != 1:
         z.mul_(gain)
     if clamp >= 0:
         z.clamp_(-clamp, clamp)
-    return z
 
 
 class _BiasActFast(torch.autograd.Function):

@@ -21,6 +21,8 @@ from torch_utils import custom_ops
 from torch_utils.ops import _geometry
 from torch_utils.ops import bias_act_fast
 
+_SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+
 DEVICE = 'cpu'
 
 _vector_bytes = 0   # Vector width the kernel uses, in bytes: 0 = the widest this CPU supports (tests set 16/32).
@@ -54,7 +56,7 @@ def _plugin():
         module_name='filtered_lrelu_cpu_plugin',
         sources=['filtered_lrelu_cpu.cpp'],
         headers=['filtered_lrelu_cpu_nhwc.h'],
-        source_dir=os.path.dirname(__file__),
+        source_dir=_SOURCE_DIR,
         extra_cflags=['-O3', '-fopenmp'],
         extra_ldflags=['-fopenmp'],
     )

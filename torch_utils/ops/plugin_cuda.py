@@ -13,9 +13,10 @@ from torch_utils import custom_ops
 SOURCES = ['ops_cuda.cpp', 'bias_act_cuda.cu', 'upfirdn2d_cuda.cu', 'filtered_lrelu_cuda.cu']
 HEADERS = ['ops_cuda.h', 'common_cuda.h']
 FUNCTIONS = ['bias_act', 'upfirdn2d', 'filtered_lrelu']
+_SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def get_plugin():
     """The built module, or None (after one warning from custom_ops) if it cannot be built."""
     return custom_ops.get_plugin('ops_cuda_plugin', sources=SOURCES, headers=HEADERS,
-                                 source_dir=os.path.dirname(os.path.abspath(__file__)))
+                                 source_dir=_SOURCE_DIR)

@@ -44,7 +44,7 @@ def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=Fals
     """
     if f is None:
         f = 1
-    f = torch.as_tensor(f, dtype=torch.float32)
+    f = torch.as_tensor(f, dtype=torch.float32, device=device)  # Made where it goes (also under a meta default device).
     assert f.ndim in (0, 1, 2) and f.numel() > 0, 'filter must have 0, 1 or 2 dimensions and at least one tap'
     if f.ndim == 0:
         f = f[np.newaxis]

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch_utils import custom_ops
 from torch_utils.ops import _geometry
 
+_SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+
 DEVICE = None  # Any device: the C++ kernel where it applies, PyTorch ops elsewhere.
 
 #----------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def _correlation_taps(f, flip_filter):
 
 def _plugin():
     """The C++ kernels of upfirdn2d_cpu.cpp, or None if they cannot be built (custom_ops caches both)."""
-    return custom_ops.get_plugin('upfirdn2d_cpu_plugin', sources=['upfirdn2d_cpu.cpp'], source_dir=os.path.dirname(__file__),
+    return custom_ops.get_plugin('upfirdn2d_cpu_plugin', sources=['upfirdn2d_cpu.cpp'], source_dir=_SOURCE_DIR,
                                  extra_cflags=['-O3', '-fopenmp'], extra_ldflags=['-fopenmp'])
 
 
