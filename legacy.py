@@ -1,41 +1,72 @@
 """Loading network pickles written by this project or by the official StyleGAN2-ADA-PyTorch /
-StyleGAN3 releases."""
+StyleGAN3 releases (and CREPS), safely by default.
+
+A network pickle normally runs code when it is loaded: the source embedded in its persistent objects,
+and any function its author names. By default `load_network_pkl` runs none of it: it reads the pickle
+with a restricted unpickler (torch_utils.safe_pickle) and rebuilds every network as this project's own
+class from its recorded constructor arguments and weights (training/network_rebuild.py). Networks it
+cannot rebuild (custom research variants) load only when the user trusts the file: `trust_pickle=True`,
+the tools' --trust-pickle, or STYLEGAN_TRUST_PICKLE=1. See docs/security.md.
+"""
 
 import copy
+import io
+import os
 import pickle
+import sys
 
 import torch
 
 import dnnlib
 from torch_utils import misc
+from torch_utils import safe_pickle
+from training import weights_file
 
 # ----------------------------------------------------------------------------
 
 NETWORK_KEYS = ('G', 'D', 'G_ema')
+TRUST_ENV = safe_pickle.TRUST_ENV
+TRUST_HINT = f'if you trust where the file comes from, pass --trust-pickle (or set {TRUST_ENV}=1) to run its code'
 
 
 class NetworkPickleError(ValueError):
     """The file is not a network pickle this code can read; the message says what it is instead."""
 
 
-def load_network_pkl(f, force_fp16=False):
+def trust_pickle_option(command):
+    """Click decorator: the tools' --trust-pickle flag, which sets STYLEGAN_TRUST_PICKLE for this process
+    and the processes it starts."""
+    import click
+
+    def enable(_ctx, _param, value):
+        if value:
+            os.environ[TRUST_ENV] = '1'
+    return click.option('--trust-pickle', is_flag=True, expose_value=False, callback=enable,
+                        help='Run the code network pickles carry, for networks the safe loader cannot rebuild '
+                             '(custom variants); only for files you trust (docs/security.md)')(command)
+
+
+def load_network_pkl(f, force_fp16=False, trust_pickle=None):
     """Reads a network pickle from the binary file object `f`.
 
     Returns a dict with 'G', 'D', 'G_ema', 'augment_pipe' and 'training_set_kwargs' (missing
-    entries are None). With `force_fp16`, networks are rebuilt to run their highest
+    entries are None). `f` may also be a weights file of export_weights.py (safetensors). With `force_fp16`, networks are rebuilt to run their highest
     resolutions in float16 (num_fp16_res=4, conv_clamp=256; fc_clamp=256 for CREPS) with the same weights.
+    `trust_pickle`: run the code the pickle carries (None: as STYLEGAN_TRUST_PICKLE says; default no).
     """
     name = getattr(f, 'name', 'the network pickle')
-    try:
-        data = pickle.load(f)
-    except ModuleNotFoundError as e:
-        if e.name is not None and e.name.startswith('dnnlib.tflib'):
-            raise NetworkPickleError(f'{name} is a TensorFlow StyleGAN/StyleGAN2 pickle; '
-                                     f'this project reads PyTorch network pickles only') from None
-        raise NetworkPickleError(f'{name} needs the Python module {e.name!r}, which is not available; '
-                                 f'it is not a StyleGAN network pickle or needs that package installed') from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as e:
-        raise NetworkPickleError(f'{name} is not a readable network pickle ({type(e).__name__}: {e})') from None
+    if trust_pickle is None:
+        trust_pickle = safe_pickle.trusts_pickles()
+    f, head = _peek(f, 9)
+    if weights_file.is_weights_file(head):
+        try:
+            data = weights_file.load(f.read(), name=name)
+        except weights_file.WeightsFileError as e:
+            raise NetworkPickleError(str(e)) from None
+    elif trust_pickle:
+        data = _load_trusted(f, name)
+    else:
+        data = _load_safely(f, name)
 
     if not isinstance(data, dict) or not any(isinstance(data.get(key), torch.nn.Module) for key in NETWORK_KEYS):
         raise NetworkPickleError(f'{name} holds a {type(data).__name__}, not a network pickle '
@@ -52,6 +83,82 @@ def load_network_pkl(f, force_fp16=False):
             if data[key] is not None:
                 data[key] = _with_fp16(data[key])
     return data
+
+
+def _peek(f, size):
+    """(a file object reading from the start, its first `size` bytes)."""
+    head = f.read(size)
+    try:
+        f.seek(-len(head), io.SEEK_CUR)
+        return f, head
+    except (OSError, ValueError, AttributeError):  # Not seekable: keep the rest in memory.
+        return io.BytesIO(head + f.read()), head
+
+
+def _load_trusted(f, name):
+    """pickle.load, running whatever the pickle carries."""
+    try:
+        return pickle.load(f)
+    except ModuleNotFoundError as e:
+        if e.name is not None and e.name.startswith('dnnlib.tflib'):
+            raise NetworkPickleError(f'{name} is a TensorFlow StyleGAN/StyleGAN2 pickle; '
+                                     f'this project reads PyTorch network pickles only') from None
+        raise NetworkPickleError(f'{name} needs the Python module {e.name!r}, which is not available; '
+                                 f'it is not a StyleGAN network pickle or needs that package installed') from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as e:
+        raise NetworkPickleError(f'{name} is not a readable network pickle ({type(e).__name__}: {e})') from None
+
+
+def _load_safely(f, name):
+    """The restricted unpickler, then every recorded network rebuilt as this project's class."""
+    from training import network_rebuild  # Not at the top: the networks need not load for a refusal.
+    try:
+        data = safe_pickle.load(f)
+    except safe_pickle.UnsafePickleError as e:
+        if e.module is not None and e.module.startswith('dnnlib.tflib'):
+            raise NetworkPickleError(f'{name} is a TensorFlow StyleGAN/StyleGAN2 pickle; '
+                                     f'this project reads PyTorch network pickles only') from None
+        raise NetworkPickleError(f'{name} was refused: {e}, so loading it would run code; {TRUST_HINT}') from None
+    except safe_pickle.MalformedPickleError as e:
+        raise NetworkPickleError(f'{name}: {e}') from None
+    if not isinstance(data, dict):
+        return data  # Refused with the type named by the caller.
+
+    unknown_sources = set()
+    for key in NETWORK_KEYS + ('augment_pipe',):
+        value = data.get(key)
+        if isinstance(value, safe_pickle.RecordedObject):
+            unknown_sources |= _sources(value) - set(network_rebuild.known_source_hashes())
+            try:
+                data[key] = network_rebuild.rebuild(value, what=key)
+            except network_rebuild.RebuildError as e:
+                raise NetworkPickleError(f'{name}: {e}; {TRUST_HINT}') from None
+    if unknown_sources:
+        print(f'Note: {name} carries network code this project does not know (sha256 '
+              f'{", ".join(sorted(h[:12] for h in unknown_sources))}); it was not run: the networks were rebuilt as '
+              f'this project\'s classes from their recorded arguments and weights (--trust-pickle runs that code instead).',
+              file=sys.stderr)
+    return data
+
+
+def _sources(recorded):
+    """SHA-256 of every module source embedded in a recorded object and its recorded submodules."""
+    found = set()
+    stack = [recorded]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, safe_pickle.RecordedObject):
+            if node.source_sha256 is not None:
+                found.add(node.source_sha256)
+            state = node.state if isinstance(node.state, dict) else {}
+        elif isinstance(node, torch.nn.Module):
+            state = node.__dict__
+        else:
+            continue
+        children = state.get('_modules')
+        if isinstance(children, dict):
+            stack.extend(children.values())
+    return found
 
 
 def _with_fp16(module):

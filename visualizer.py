@@ -18,6 +18,7 @@ import sys
 
 import click
 
+import legacy
 from viz import script as viz_script
 
 GUI_INSTALL_HINT = 'python3 -m pip install -r requirements.txt (imgui-bundle, glfw and PyOpenGL)'
@@ -59,6 +60,16 @@ def _read_script(path):
         raise click.ClickException(f'--script: {path}: {e}')
 
 
+def preload_compiler_stack():
+    """Imports torch._dynamo (and with it Triton, where installed) before OpenGL starts. Loading a network safely
+    runs meta-device operations, whose first use imports it; in the renderer thread, beside Mesa's software
+    OpenGL, that import crashes the process (Triton and Mesa each bring their own LLVM)."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception as e:  # The renderer thread will meet the same problem and show it; say so here too.
+        print(f'warn: could not preload torch._dynamo ({type(e).__name__}: {e})', file=sys.stderr)
+
+
 @click.command()
 @click.argument('pkls', nargs=-1, metavar='[PKL|URL]...')
 @click.option('--capture-dir', default='out', show_default=True, metavar='DIR',
@@ -68,6 +79,7 @@ def _read_script(path):
 @click.option('--script', 'script_path', metavar='FILE', help='Command file that drives the window (see viz/script.py)')
 @click.option('--window-size', type=parse_window_size, default='1280x800', show_default=True, metavar='WxH',
               help='Initial window size')
+@legacy.trust_pickle_option
 def main(pkls, capture_dir, browse_dir, script_path, window_size):
     """Open the visualizer on the network pickles PKL (the first is shown; all are in the recent list).
 
@@ -87,6 +99,7 @@ def main(pkls, capture_dir, browse_dir, script_path, window_size):
     commands = _read_script(script_path) if script_path else None
 
     from viz.render_worker import RenderWorker
+    preload_compiler_stack()
     try:
         window = GlWindow('StyleGAN visualizer', *window_size)
     except WindowError as e:
@@ -108,6 +121,8 @@ def main(pkls, capture_dir, browse_dir, script_path, window_size):
         viz.close()
         worker.close()
         window.close()
+    if runner is not None and viz.last_error is not None:
+        raise click.ClickException(f'--script: {script_path} ran, but the window showed an error: {viz.last_error}')
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from torch_utils import safe_pickle
 from training import networks_creps
 
 # ----------------------------------------------------------------------------
@@ -59,14 +60,29 @@ def resolve_detector_url(url):
     return url
 
 
-def load_detector(f):
-    """Reads a detector from a binary file: a TorchScript archive or a pickled module."""
+def load_detector(f, trusted=False):
+    """Reads a detector from a binary file: a TorchScript archive, or a pickled module when `trusted` (the
+    published detectors) or when the user trusts pickles (--trust-pickle): a pickle runs code when loaded.
+    ValueError (one line) for anything else."""
     data = f.read()
-    if data[:2] == b'PK':  # TorchScript archives are zip files.
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', FutureWarning)  # TorchScript is deprecated but is what the detectors are.
-            return torch.jit.load(io.BytesIO(data), map_location='cpu')
-    return pickle.loads(data)
+    if data[:2] == b'PK':  # TorchScript archives are zip files; loading one runs no Python code.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', FutureWarning)  # TorchScript is deprecated but is what the detectors are.
+                detector = torch.jit.load(io.BytesIO(data), map_location='cpu')
+        except Exception as e:  # TorchScript raises RuntimeError and friends for damaged archives.
+            raise ValueError(f'not a readable TorchScript detector ({str(e).strip().splitlines()[0][:200]})') from None
+    elif trusted or safe_pickle.trusts_pickles():
+        try:
+            detector = pickle.loads(data)
+        except Exception as e:  # Unpickling a damaged or foreign file raises almost anything.
+            raise ValueError(f'not a readable detector pickle ({type(e).__name__}: {str(e).strip()[:200]})') from None
+    else:
+        raise ValueError(f'a pickle, which runs code when loaded: convert it to TorchScript (torch.jit.save), or pass '
+                         f'--trust-pickle (or set {safe_pickle.TRUST_ENV}=1) if you trust where it comes from')
+    if not isinstance(detector, torch.nn.Module):
+        raise ValueError(f'a {type(detector).__name__}, not a detector network')
+    return detector
 
 
 def get_feature_detector(url, device=torch.device('cpu'), num_gpus=1, rank=0, verbose=False):
@@ -83,7 +99,7 @@ def get_feature_detector(url, device=torch.device('cpu'), num_gpus=1, rank=0, ve
     env = DETECTOR_ENV.get(url)
     try:
         with dnnlib.util.open_url(resolved, verbose=(verbose and is_leader)) as f:
-            detector = load_detector(f)
+            detector = load_detector(f, trusted=(resolved in DETECTOR_ENV))  # The published detectors themselves.
     except (dnnlib.util.DownloadError, FileNotFoundError, ValueError) as e:
         how = f' (or set {env} to a local copy)' if env else ''
         raise MetricError(f'Cannot load the {name} detector: {e}{how}') from None

@@ -1,7 +1,8 @@
 """Small stand-ins for the Inception-v3 and VGG16 feature detectors, with their real call conventions.
 
-The real detectors are downloads; the tests build these instead: a TorchScript archive
-(inception.pt) and a pickled persistent module (vgg16.pkl), the two formats the loader reads.
+The real detectors are downloads; the tests build these instead, in the two formats the loader reads:
+TorchScript archives (inception.pt, vgg16.pt), which load without running Python code, and a pickled
+persistent module (vgg16.pkl), which loads only when pickles are trusted.
 """
 
 import textwrap
@@ -40,17 +41,18 @@ class VGGStandIn(torch.nn.Module):
         g = torch.Generator().manual_seed(1)
         self.register_buffer('proj', torch.randn(3 * 8 * 8, 32, generator=g))
 
-    def forward(self, img, resize_images=True, return_lpips=False, return_features=False):
+    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False,
+                return_features: bool = False) -> torch.Tensor:
         x = torch.nn.functional.adaptive_avg_pool2d(img.to(torch.float32) / 255, [8, 8]).flatten(1)
         features = torch.tanh(x @ self.proj)
         if return_lpips:
-            return features / features.norm(dim=1, keepdim=True)
+            return features / features.square().sum(dim=1, keepdim=True).sqrt()
         return features
 '''
 
 
 def write_standin_detectors(folder):
-    """Writes folder/inception.pt and folder/vgg16.pkl; returns their paths."""
+    """Writes folder/inception.pt, folder/vgg16.pt and folder/vgg16.pkl; returns the paths of the first two."""
     (folder / 'inception_standin_mod.py').write_text(INCEPTION_STANDIN)
     (folder / 'vgg_standin_mod.py').write_text(VGG_STANDIN)
     r = run_python(['-c', textwrap.dedent(f'''
@@ -60,6 +62,7 @@ def write_standin_detectors(folder):
         torch.jit.save(torch.jit.script(inception_standin_mod.InceptionStandIn()), {str(folder / 'inception.pt')!r})
         with open({str(folder / 'vgg16.pkl')!r}, 'wb') as f:
             pickle.dump(vgg_standin_mod.VGGStandIn(), f)
+        torch.jit.save(torch.jit.script(vgg_standin_mod.VGGStandIn.__mro__[1]()), {str(folder / 'vgg16.pt')!r})
     ''')])
     assert r.returncode == 0, r.stderr
-    return folder / 'inception.pt', folder / 'vgg16.pkl'
+    return folder / 'inception.pt', folder / 'vgg16.pt'

@@ -42,7 +42,7 @@ def workspace(tmp_path_factory):
 
 
 def _calc(workspace, *args, env=None):
-    cmd = ['calc_metrics.py', f'--inception={workspace / "inception.pt"}', f'--vgg16={workspace / "vgg16.pkl"}',
+    cmd = ['calc_metrics.py', f'--inception={workspace / "inception.pt"}', f'--vgg16={workspace / "vgg16.pt"}',
            '--workers=0'] + list(args)
     return run_python(cmd, env=dict(env or {}, DNNLIB_CACHE_DIR=str(workspace / 'cache')))
 
@@ -120,7 +120,7 @@ def test_clear_errors(workspace):
 
 def test_ppl_and_equivariance_functions(workspace):
     from metrics import equivariance, metric_utils, perceptual_path_length
-    metric_utils.set_detector_override(metric_utils.VGG16_URL, str(workspace / 'vgg16.pkl'))
+    metric_utils.set_detector_override(metric_utils.VGG16_URL, str(workspace / 'vgg16.pt'))
     try:
         with open(workspace / 'net.pkl', 'rb') as f:
             G = pickle.load(f)['G_ema']
@@ -196,7 +196,7 @@ def test_creps_scale_compares_with_resized_reals(workspace, tmp_path):
 def test_creps_ppl_at_scale_and_equivariance_refusal(workspace):
     import creps_networks
     from metrics import equivariance, metric_utils, perceptual_path_length
-    metric_utils.set_detector_override(metric_utils.VGG16_URL, str(workspace / 'vgg16.pkl'))
+    metric_utils.set_detector_override(metric_utils.VGG16_URL, str(workspace / 'vgg16.pt'))
     try:
         G = creps_networks.tiny_generator(img_resolution=16)
         opts = metric_utils.MetricOptions(G=G, device=torch.device('cpu'), scale=2)

@@ -44,10 +44,17 @@ def _write_network_pickle(tmp_path, extra=None):
     return tmp_path / 'net.pkl'
 
 
+def test_custom_network_classes_need_trust(tmp_path):
+    path = _write_network_pickle(tmp_path)
+    with open(path, 'rb') as f:
+        with pytest.raises(legacy.NetworkPickleError, match='G is a Net, which is not a class of this project.*--trust-pickle'):
+            legacy.load_network_pkl(f)
+
+
 def test_load_network_pkl_round_trip(tmp_path):
     path = _write_network_pickle(tmp_path)
     with open(path, 'rb') as f:
-        data = legacy.load_network_pkl(f)
+        data = legacy.load_network_pkl(f, trust_pickle=True)
     assert set(data) >= {'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs'}
     assert data['training_set_kwargs'].path == 'x.zip'
     x = torch.ones([3])
@@ -57,18 +64,18 @@ def test_load_network_pkl_round_trip(tmp_path):
 def test_missing_keys_become_none(tmp_path):
     path = _write_network_pickle(tmp_path, extra="del data['D'], data['augment_pipe'], data['training_set_kwargs']")
     with open(path, 'rb') as f:
-        data = legacy.load_network_pkl(f)
+        data = legacy.load_network_pkl(f, trust_pickle=True)
     assert data['D'] is None and data['augment_pipe'] is None and data['training_set_kwargs'] is None
 
 
 def test_force_fp16_rebuilds_with_same_weights(tmp_path):
     path = _write_network_pickle(tmp_path)
     with open(path, 'rb') as f:
-        data = legacy.load_network_pkl(f, force_fp16=True)
+        data = legacy.load_network_pkl(f, force_fp16=True, trust_pickle=True)
     G = data['G_ema']
     assert G.num_fp16_res == 4 and G.conv_clamp == 256
     with open(path, 'rb') as f:
-        plain = legacy.load_network_pkl(f)
+        plain = legacy.load_network_pkl(f, trust_pickle=True)
     assert torch.equal(G.weight, plain['G_ema'].weight)
 
 

@@ -17,11 +17,9 @@ from tool_networks import images_to_uint8, save_network_pkl, tiny_generator
 # image itself, pooled to 16x16 and scaled, so that the distance is a plain pixel distance.
 VGG_STANDIN = '''
 import torch
-from torch_utils import persistence
 
-@persistence.persistent_class
 class PixelFeatures(torch.nn.Module):
-    def forward(self, img, resize_images=True, return_lpips=False):
+    def forward(self, img: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
         assert img.ndim == 4 and img.shape[1] == 3 and img.dtype == torch.float32
         assert return_lpips and not resize_images
         return torch.nn.functional.adaptive_avg_pool2d(img / 255, [16, 16]).flatten(1)
@@ -33,11 +31,10 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp('projector')
     (root / 'pixel_features_mod.py').write_text(VGG_STANDIN)
     r = run_python(['-c', textwrap.dedent(f'''
-        import sys, pickle
+        import sys, torch
         sys.path.insert(0, {str(root)!r})
         import pixel_features_mod
-        with open({str(root / 'vgg16.pkl')!r}, 'wb') as f:
-            pickle.dump(pixel_features_mod.PixelFeatures(), f)
+        torch.jit.save(torch.jit.script(pixel_features_mod.PixelFeatures()), {str(root / 'vgg16.pt')!r})
     ''')])
     assert r.returncode == 0, r.stderr
 
@@ -67,7 +64,7 @@ def test_projection_recovers_target(workspace, tmp_path):
     root, G = workspace['root'], workspace['G']
     outdir = tmp_path / 'out'
     r = run_python(['projector.py', f'--network={workspace["net_pkl"]}', f'--target={root / "target.png"}',
-                    f'--outdir={outdir}', '--num-steps=80'], env=dict(STYLEGAN_VGG16_PKL=str(root / 'vgg16.pkl')))
+                    f'--outdir={outdir}', '--num-steps=80'], env=dict(STYLEGAN_VGG16_PKL=str(root / 'vgg16.pt')))
     assert r.returncode == 0, r.stderr
 
     np.testing.assert_array_equal(np.array(PIL.Image.open(outdir / 'target.png')), workspace['target'])
@@ -89,7 +86,7 @@ def test_projection_recovers_target(workspace, tmp_path):
 
 def test_projection_in_w_plus(workspace):
     G = workspace['G']
-    with open(workspace['root'] / 'vgg16.pkl', 'rb') as f:
+    with open(workspace['root'] / 'vgg16.pt', 'rb') as f:
         vgg16 = metric_utils.load_detector(f)
     target = workspace['target'].transpose(2, 0, 1)
     torch.manual_seed(0)

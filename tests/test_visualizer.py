@@ -214,14 +214,17 @@ def test_errors_show_in_the_window(nets, tmp_path):
         'wait', 'write-state url.json', 'save-window url.png',
         'quit',
     ]), nets['cond'])
-    _check_ok(result)
+    # A script whose window showed errors ends with one error line and a non-zero status.
+    errors = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and 'Could not download' in errors[0], result.stderr[-3000:]
     for name, expected in (('class', 'Class 3 is out of range: this network has 3 classes (0..2)'),
                            ('not_a_network', 'not a network pickle'), ('missing', 'no such file'),
                            ('url', 'Could not download http://127.0.0.1:9/network.pkl')):
         state = _state(tmp_path / f'{name}.json')
         assert state['image_is_current'] and expected in state['error'], state['error']
         assert state['image_shape'] is None
-        assert f'error: {state["error"]}' in result.stdout  # Also logged, once.
+        assert f'error: {state["error"]}' in result.stderr  # Also logged, once.
     assert _state(tmp_path / 'class_ok.json')['error'] is None
 
     # The message is drawn over the view: bright text pixels on the dark background, left of nothing else.

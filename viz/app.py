@@ -7,6 +7,7 @@ newest finished result is shown. The window never waits for the renderer.
 import dataclasses
 import json
 import os
+import sys
 import time
 
 from imgui_bundle import imgui
@@ -39,8 +40,12 @@ def script_fields():
     return {cls.panel_name: dict(cls.script_fields) for cls in WIDGET_CLASSES}
 
 
+def _log_to_stderr(message):
+    print(message, file=sys.stderr, flush=True)
+
+
 class Visualizer:
-    def __init__(self, window, worker, capture_dir, browse_dir, script_runner=None, log=print):
+    def __init__(self, window, worker, capture_dir, browse_dir, script_runner=None, log=_log_to_stderr):
         self.window = window
         self.worker = worker
         self.script_runner = script_runner
@@ -65,6 +70,7 @@ class Visualizer:
         self._dragging = False
         self._last_frame = None
         self._logged_error = None
+        self.last_error = None          # The newest error shown (a --script run exits non-zero after one).
 
     # Properties the widgets read.
 
@@ -145,6 +151,7 @@ class Visualizer:
             self._texture.upload(result.image)
         if result.error and result.error != self._logged_error:
             self.log(f'error: {result.error}')
+            self.last_error = result.error
         self._logged_error = result.error
 
     def _draw_panel(self):

@@ -456,7 +456,7 @@ def as_foreign_source(meta):
 persistence.import_hook(as_foreign_source)
 
 with open(sys.argv[1], 'rb') as f:
-    data = legacy.load_network_pkl(f)
+    data = legacy.load_network_pkl(f, trust_pickle=True)  # Run the embedded (foreign) source, as the release does.
 G = data['G_ema']
 assert type(G).__module__.startswith('_imported_module_'), type(G).__module__
 assert type(G.synthesis.b4.input) is networks_creps.SynthesisInput  # Stored by reference.

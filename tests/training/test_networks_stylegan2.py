@@ -254,15 +254,14 @@ def test_num_fp16_res_is_float32_on_cpu():
 PICKLE_LOADER = r'''
 import pickle, sys
 import numpy as np, torch
-pkl_path, inputs_path, out_path = sys.argv[1:]
-try:
-    import legacy
-except ImportError:
-    legacy = None
+pkl_path, inputs_path, out_path, mode = sys.argv[1:]
+import legacy
 with open(pkl_path, 'rb') as f:
-    data = legacy.load_network_pkl(f) if legacy is not None else pickle.load(f)
+    data = legacy.load_network_pkl(f, trust_pickle=(mode == 'trusted'))
 G, D = data['G_ema'], data['D']
-assert type(G).__module__ != 'training.networks_stylegan2', 'the class must come from the pickled source'
+# Safe loading rebuilds the networks from this project's classes; a trusted pickle runs its own source.
+from_project = type(G).__module__ == 'training.networks_stylegan2'
+assert from_project == (mode == 'safe'), type(G).__module__
 inputs = np.load(inputs_path)
 z, c = torch.from_numpy(inputs['z']), torch.from_numpy(inputs['c'])
 with torch.no_grad():
@@ -285,14 +284,15 @@ def test_pickle_round_trip_in_fresh_interpreter(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != 'TORCH_UTILS_OPS_IMPL'}
     env['PYTHONPATH'] = str(REPO_ROOT)
-    result = subprocess.run([sys.executable, '-c', PICKLE_LOADER, str(tmp_path / 'network.pkl'),
-                             str(tmp_path / 'inputs.npz'), str(tmp_path / 'out.npz')],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    out = np.load(tmp_path / 'out.npz')
-    assert int(out['num_ws']) == G.num_ws
-    np.testing.assert_array_equal(out['w_avg'], G.mapping.w_avg.numpy())
-    np.testing.assert_allclose(out['img'], img.numpy(), rtol=0, atol=1e-6)
+    for mode in ('safe', 'trusted'):
+        result = subprocess.run([sys.executable, '-c', PICKLE_LOADER, str(tmp_path / 'network.pkl'),
+                                 str(tmp_path / 'inputs.npz'), str(tmp_path / 'out.npz'), mode],
+                                cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        out = np.load(tmp_path / 'out.npz')
+        assert int(out['num_ws']) == G.num_ws
+        np.testing.assert_array_equal(out['w_avg'], G.mapping.w_avg.numpy())
+        np.testing.assert_allclose(out['img'], img.numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(out['logits'], logits.numpy(), rtol=0, atol=1e-6)
 
 
