@@ -22,7 +22,9 @@ import torch
 import tqdm
 
 import dnnlib
+import dnnlib.cli
 import gen_images
+import legacy
 from training.dataset import DatasetError, ImageFolderDataset
 
 # ----------------------------------------------------------------------------
@@ -159,15 +161,23 @@ def get_pyplot(save):
     return plt
 
 
+PLOT_FORMATS = ('.png', '.pdf', '.svg', '.jpg', '.jpeg', '.eps', '.ps', '.tif', '.tiff', '.webp')  # What matplotlib writes.
+
+
+def check_save(save):
+    """Refuses (before any work) a --save file that cannot be written or whose format is not known."""
+    if save is not None:
+        dnnlib.cli.check_output_file(save, '--save', extensions=PLOT_FORMATS)
+
+
 def finish_plot(plt, save):
     if save is None:
         plt.show()
         return
-    directory, name = os.path.split(os.path.abspath(save))
-    if not os.path.isdir(directory):
-        raise click.ClickException(f'--save: folder {directory} does not exist')
-    with dnnlib.util.atomic_path(save) as tmp_path:
-        plt.savefig(tmp_path, format='png')
+    os.makedirs(os.path.dirname(os.path.abspath(save)), exist_ok=True)
+    extension = os.path.splitext(save)[1]
+    with dnnlib.util.atomic_path(save, suffix=extension) as tmp_path:
+        plt.savefig(tmp_path, format=extension[1:].lower())
     print(f'Saved {save}')
 
 
@@ -246,10 +256,13 @@ def main():
 @click.option('--num', help='Images to use (a random subset of a dataset)  [default: all; required for networks]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--seed', help='Seed that picks the subset or the latents', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--workers', help='DataLoader worker processes (datasets only)', type=click.IntRange(min=0), default=3, show_default=True)
+@legacy.trust_pickle_option
 def stats(source, num, seed, workers):
     """Print the pixel mean and standard deviation (0..255) to pass to 'calc'."""
-    device = gen_images.choose_device(verbose=is_network_source(source))
+    device = gen_images.choose_device(verbose=False)
     num_images, _image_size, batches = open_source(source, num, seed, device, num_workers=workers)
+    if is_network_source(source):
+        gen_images.report_device(device)
     batches = tqdm.tqdm(batches, total=-(-num_images // BATCH_SIZE), unit='batch', disable=None)
     mean, std = pixel_moments(batches)
     print(f'--mean={mean:g} --std={std:g}')
@@ -258,20 +271,24 @@ def stats(source, num, seed, workers):
 @main.command()
 @click.option('--source', help='Dataset (zip or folder) or network pickle', metavar='[PKL|ZIP|DIR]', required=True)
 @click.option('--dest', help='Output file for the spectrum', metavar='NPZ', required=True)
-@click.option('--mean', help='Pixel mean subtracted before the FFT (from \'stats\')', metavar='FLOAT', type=float, required=True)
-@click.option('--std', help='Pixel standard deviation divided out before the FFT (from \'stats\')', metavar='FLOAT', type=click.FloatRange(min=0, min_open=True), required=True)
+@click.option('--mean', help='Pixel mean subtracted before the FFT (from \'stats\')', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(), required=True)
+@click.option('--std', help='Pixel standard deviation divided out before the FFT (from \'stats\')', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), required=True)
 @click.option('--num', help='Images to use (a random subset of a dataset)  [default: all; required for networks]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--seed', help='Seed that picks the subset or the latents', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--beta', help='Kaiser window beta (larger: less leakage, lower resolution)', metavar='FLOAT', type=click.FloatRange(min=0), default=8, show_default=True)
+@click.option('--beta', help='Kaiser window beta (larger: less leakage, lower resolution)', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), default=8, show_default=True)
 @click.option('--interp', help='Zero-pad the images to this multiple of their size', metavar='INT', type=click.IntRange(min=1), default=4, show_default=True)
 @click.option('--workers', help='DataLoader worker processes (datasets only)', type=click.IntRange(min=0), default=3, show_default=True)
+@legacy.trust_pickle_option
 def calc(source, dest, mean, std, num, seed, beta, interp, workers):
     """Average the 2-D power spectrum of the images and write it to an .npz file."""
-    dest_dir = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(dest_dir):
-        raise click.ClickException(f'--dest: folder {dest_dir} does not exist')
-    device = gen_images.choose_device(verbose=is_network_source(source))
+    if not dest.lower().endswith('.npz') and not os.path.isdir(dest):
+        dest += '.npz'  # As numpy.savez names it.
+    dnnlib.cli.check_output_file(dest, '--dest', extensions=('.npz',))
+    device = gen_images.choose_device(verbose=False)
     num_images, image_size, batches = open_source(source, num, seed, device, num_workers=workers)
+    if is_network_source(source):
+        gen_images.report_device(device)
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     batches = tqdm.tqdm(batches, total=-(-num_images // BATCH_SIZE), unit='batch', disable=None)
     spectrum = average_spectrum(batches, image_size, mean, std, beta, interp, device)
     gen_images.save_npz_atomic(dest, spectrum=spectrum, image_size=np.int64(image_size))
@@ -280,9 +297,10 @@ def calc(source, dest, mean, std, num, seed, beta, interp, workers):
 
 @main.command()
 @click.argument('npz_file', nargs=1)
-@click.option('--save', help='Save the plot to a PNG file instead of showing it', metavar='PNG')
+@click.option('--save', help='Save the plot to a file (PNG, PDF, SVG, ... by its extension) instead of showing it', metavar='FILE')
 def heatmap(npz_file, save):
     """Plot a spectrum as an image in dB, centred on zero frequency."""
+    check_save(save)
     spectrum, image_size = load_spectrum(npz_file)
     plt = get_pyplot(save)
     plot_heatmap(plt, spectrum, image_size, title=os.path.splitext(os.path.basename(npz_file))[0])
@@ -291,9 +309,10 @@ def heatmap(npz_file, save):
 
 @main.command()
 @click.argument('npz_files', nargs=-1, required=True)
-@click.option('--save', help='Save the plot to a PNG file instead of showing it', metavar='PNG')
+@click.option('--save', help='Save the plot to a file (PNG, PDF, SVG, ... by its extension) instead of showing it', metavar='FILE')
 def slices(npz_files, save):
     """Plot horizontal and diagonal cuts through one or more spectra."""
+    check_save(save)
     spectra = [(os.path.splitext(os.path.basename(f))[0], *load_spectrum(f)) for f in npz_files]
     plt = get_pyplot(save)
     plot_slices(plt, spectra)

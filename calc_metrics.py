@@ -15,11 +15,13 @@ import click
 import torch
 
 import dnnlib
+import dnnlib.cli
 import legacy
 from metrics import metric_main
 from metrics import metric_utils
 from torch_utils import training_stats
 from training import networks_creps
+from training.image_files import DatasetError
 
 # ----------------------------------------------------------------------------
 
@@ -88,6 +90,7 @@ def dataset_kwargs_for(network_pkl, network_dict, data):
 @click.command()
 @click.pass_context
 @click.option('network_pkl', '--network', help='Network pickle filename or URL', metavar='PATH', required=True)
+@legacy.trust_pickle_option
 @click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_list, default='fid50k_full', show_default=True)
 @click.option('--data', help='Dataset to evaluate against  [default: look up]', metavar='[ZIP|DIR]')
 @click.option('--mirror', help='Enable dataset x-flips  [default: look up]', type=bool, metavar='BOOL')
@@ -96,7 +99,7 @@ def dataset_kwargs_for(network_pkl, network_dict, data):
 @click.option('--inception', help='Inception-v3 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--vgg16', help='VGG16 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
-@click.option('--scale', help='Render at this multiple of the training resolution, against reals resized to match (CREPS only)', type=click.FloatRange(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
+@click.option('--scale', help='Render at this multiple of the training resolution, against reals resized to match (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
 def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers, scale):
     """Calculate quality metrics for previous training run or pretrained network pickle.
 
@@ -199,6 +202,8 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
                 subprocess_fn(rank=0, args=args, temp_dir=temp_dir)
             except metric_utils.MetricError as e:
                 raise click.ClickException(str(e))
+            except OSError as e:  # A dataset image unreadable after all (training.dataset.DatasetError), a full disk.
+                raise click.ClickException(f'--data: {e}' if isinstance(e, DatasetError) else str(e))
         else:
             try:
                 torch.multiprocessing.spawn(fn=_spawn_target, args=(args, temp_dir), nprocs=args.num_gpus)

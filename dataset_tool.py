@@ -27,7 +27,6 @@ import pickle
 import shutil
 import sys
 import tarfile
-import tempfile
 import zipfile
 from typing import Any, Callable, Iterator
 
@@ -36,6 +35,8 @@ import numpy as np
 import PIL.Image
 import tqdm
 
+import dnnlib
+import dnnlib.cli
 # Decoding shared with training/dataset.py, from a module that does not import torch (quick start-up).
 from training.image_files import CorruptImageError, UnsupportedImageError, decode_image, is_image_fname
 
@@ -312,6 +313,7 @@ def _check_destination(dest):
             raise click.ClickException(f"--dest '{dest}' already exists and is not a folder")
         if not os.path.isfile(dest) or os.path.getsize(dest) > 0:
             raise click.ClickException(f"--dest '{dest}' already exists")
+    dnnlib.cli.check_output_dir(os.path.dirname(os.path.abspath(os.path.normpath(dest))), '--dest')
 
 
 def _make_parent_folders(path):
@@ -326,33 +328,25 @@ def _make_parent_folders(path):
     return created
 
 
-def _default_permissions(path, mode):
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
 class ZipDestination:
     """Writes an uncompressed zip archive."""
 
     def __init__(self, dest):
         self._dest = dest
         self._created_folders = _make_parent_folders(dest)
+        dnnlib.util.remove_stale_temporaries(dest)  # Left by a killed run of this tool.
+        self._tmp_path = dnnlib.util.temporary_path(dest)
         try:
-            fd, self._tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(dest)}.', suffix='.tmp',
-                dir=os.path.dirname(os.path.abspath(dest)))
+            self._archive = zipfile.ZipFile(self._tmp_path, 'x', compression=zipfile.ZIP_STORED)
         except OSError:
             _remove_empty_folders(self._created_folders)
             raise
-        os.close(fd)
-        self._archive = zipfile.ZipFile(self._tmp_path, 'w', compression=zipfile.ZIP_STORED)
 
     def write(self, fname, data):
         self._archive.writestr(fname, data)
 
     def commit(self):
         self._archive.close()
-        _default_permissions(self._tmp_path, 0o666) # mkstemp makes it private.
         os.replace(self._tmp_path, self._dest)
 
     def abort(self):
@@ -370,9 +364,10 @@ class FolderDestination:
     def __init__(self, dest):
         self._dest = dest
         self._created_folders = _make_parent_folders(dest)
+        dnnlib.util.remove_stale_temporaries(os.path.normpath(dest))  # Left by a killed run of this tool.
+        self._tmp_dir = dnnlib.util.temporary_path(os.path.normpath(dest))
         try:
-            self._tmp_dir = tempfile.mkdtemp(prefix=f'.{os.path.basename(os.path.normpath(dest))}.', suffix='.tmp',
-                dir=os.path.dirname(os.path.abspath(dest)))
+            os.mkdir(self._tmp_dir)
         except OSError:
             _remove_empty_folders(self._created_folders)
             raise
@@ -384,7 +379,6 @@ class FolderDestination:
             f.write(data)
 
     def commit(self):
-        _default_permissions(self._tmp_dir, 0o777) # mkdtemp makes it private.
         if os.path.isdir(self._dest):
             os.rmdir(self._dest) # Checked empty at the start; rename cannot replace a folder on every OS.
         os.rename(self._tmp_dir, self._dest)
@@ -523,7 +517,12 @@ def _convert_images(src, destination, num_wanted, apply_transform, have_resoluti
                 _check_first_image(image, source_image.name, have_resolution)
                 first = (source_image.name, image)
             elif image.shape != first[1].shape:
-                hint = '' if have_resolution else '; use --resolution=WxH to resize all images to one size'
+                if image.shape[:2] != first[1].shape[:2] and not have_resolution:
+                    hint = '; use --resolution=WxH to resize all images to one size'
+                elif image.ndim != first[1].ndim:
+                    hint = '; convert the images to all RGB or all grayscale first (e.g. with PIL\'s Image.convert)'
+                else:
+                    hint = ''
                 raise click.ClickException(f"image '{source_image.name}' is {_describe(image)} but image "
                     f"'{first[0]}' is {_describe(first[1])}; all images must have the same size and channels{hint}")
             idx = len(labels)

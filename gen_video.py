@@ -18,7 +18,9 @@ import torch
 import tqdm
 
 import dnnlib
+import dnnlib.cli
 import gen_images
+import legacy
 from training import networks_creps
 
 # ----------------------------------------------------------------------------
@@ -72,6 +74,9 @@ def looping_interpolator(keyframes, kind='cubic', wraps=2):
     return scipy.interpolate.interp1d(x, y, kind=kind, axis=0)
 
 
+VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.mov', '.avi', '.m4v')  # Containers that take the H.264 stream written here.
+
+
 @contextlib.contextmanager
 def atomic_video_writer(output, fps, codec='libx264', **video_kwargs):
     """An imageio writer for `output` that writes to a temporary file, renamed into place on success."""
@@ -121,15 +126,16 @@ def render_video(G, output, seeds, label, *, shuffle_seed=None, grid_w=1, grid_h
 
 @click.command()
 @click.option('network_pkl', '--network', help='Network pickle to sample from (path or URL)', metavar='PATH|URL', required=True)
+@legacy.trust_pickle_option
 @click.option('--seeds', type=gen_images.parse_seeds, help='Seeds of the keyframe latents, e.g. 0-31', metavar='LIST', required=True)
 @click.option('--shuffle-seed', type=click.IntRange(0, gen_images.MAX_SEED), help='Shuffle the keyframe seeds with this seed', metavar='INT')
 @click.option('--grid', type=parse_grid, help='Columns x rows of videos side by side', default='1x1', show_default=True, metavar='WxH')
 @click.option('--num-keyframes', type=click.IntRange(min=1), help='Keyframes per grid cell  [default: seeds / (W*H)]', metavar='INT')
 @click.option('--w-frames', type=click.IntRange(min=1), help='Frames from one keyframe to the next', default=120, show_default=True, metavar='INT')
-@click.option('--trunc', 'truncation_psi', type=float, help='Pull w towards the average by this factor (1 = none)', default=1, show_default=True)
+@click.option('--trunc', 'truncation_psi', type=dnnlib.cli.FiniteFloat(), help='Pull w towards the average by this factor (1 = none)', default=1, show_default=True)
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class label for conditional networks')
-@click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=click.FloatRange(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
-@click.option('--output', help='Video file to write (.mp4)', type=str, required=True, metavar='FILE')
+@click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
+@click.option('--output', help='Video file to write (.mp4, .mkv, .mov, .avi or .m4v)', type=str, required=True, metavar='FILE')
 def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, scale,
                    output):
     """Render a looping video that glides through the latents of the given seeds.
@@ -151,13 +157,13 @@ def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fram
     if num_keyframes is None and len(seeds) % (grid_w * grid_h) != 0:
         raise click.ClickException(f'the number of seeds ({len(seeds)}) must be divisible by the grid size '
                                    f'W*H = {grid_w * grid_h}, or give --num-keyframes')
-    output_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(output_dir):
-        raise click.ClickException(f'--output: folder {output_dir} does not exist')
-    device = gen_images.choose_device()
+    dnnlib.cli.check_output_file(output, '--output', extensions=VIDEO_EXTENSIONS)
+    device = gen_images.choose_device(verbose=False)
     G = gen_images.load_generator(network_pkl, device)
     label = gen_images.make_label(G, class_idx, device)
     check_frame_size(G, scale, grid_w, grid_h)
+    gen_images.report_device(device)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     render_video(G, output, seeds, label, shuffle_seed=shuffle_seed, grid_w=grid_w, grid_h=grid_h,
                  num_keyframes=num_keyframes, w_frames=w_frames, truncation_psi=truncation_psi,
                  force_fp32=(device.type != 'cuda'), scale=scale, bitrate='16M')

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 import tqdm
 
 import dnnlib
+import dnnlib.cli
 import gen_images
+import legacy
 import gen_video
 from metrics import metric_utils
 from torch_utils import misc
@@ -176,6 +178,7 @@ def load_vgg16(vgg16_path, device):
 
 @click.command()
 @click.option('network_pkl', '--network', help='Network pickle to invert (path or URL)', metavar='PATH|URL', required=True)
+@legacy.trust_pickle_option
 @click.option('--target', 'target_fname', help='Image to reconstruct (centre-cropped and resized to the network)', metavar='FILE', required=True)
 @click.option('--num-steps', help='Optimisation steps', type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option('--seed', help='Seed for the noise of the optimisation', type=click.IntRange(0, gen_images.MAX_SEED), default=303, show_default=True)
@@ -201,12 +204,14 @@ def run_projection(network_pkl, target_fname, num_steps, seed, save_video, w_plu
     torch.manual_seed(seed)
     if not os.path.isfile(target_fname):
         raise click.ClickException(f'--target: no such file: {target_fname}')
-    device = gen_images.choose_device()
+    dnnlib.cli.check_output_dir(outdir, '--outdir')
+    device = gen_images.choose_device(verbose=False)
     force_fp32 = (device.type != 'cuda')
     G = gen_images.load_generator(network_pkl, device)
     label = gen_images.make_label(G, class_idx, device)
     target = load_target(target_fname, G.img_resolution, G.img_channels)
     vgg16 = load_vgg16(vgg16_path, device)
+    gen_images.report_device(device)
 
     os.makedirs(outdir, exist_ok=True)
     target_hwc = target.transpose(1, 2, 0)

@@ -26,16 +26,20 @@ import copy
 import json
 import os
 import re
+import sys
 import tempfile
 
 import click
 import torch
+import tqdm
 
 import dnnlib
+import dnnlib.cli
 import legacy
 from metrics import metric_main
 from metrics import metric_utils
 from torch_utils import custom_ops
+from torch_utils import misc
 from torch_utils import training_stats
 from training import snapshots
 from training import training_loop
@@ -79,12 +83,18 @@ def init_distributed(rank, num_gpus, local_rank, init_method):
 
 
 def run_training(c, rank, local_rank):
-    """Body of every process once the process group is up."""
+    """Body of every process once the process group is up. A dataset that turns out unreadable during
+    training (a damaged image the up-front check cannot see) ends the process with one line."""
+    from training.image_files import DatasetError
     if rank == 0:
         dnnlib.util.Logger(file_name=os.path.join(c.run_dir, 'log.txt'), file_mode='a', should_flush=True)
         if process_device(local_rank).type == 'cpu':
             print('No CUDA GPU found: training on the CPU in float32. This is slow; use it for small experiments.')
-    training_loop.training_loop(rank=rank, device=process_device(local_rank), **c)
+    try:
+        training_loop.training_loop(rank=rank, device=process_device(local_rank), **c)
+    except DatasetError as err:
+        raise click.ClickException(f'--data: {err} (the snapshots written so far are kept; fix the dataset and '
+                                   f'continue with --resume={c.run_dir})') from None
 
 
 def spawned_process(rank, c, temp_dir):
@@ -93,6 +103,9 @@ def spawned_process(rank, c, temp_dir):
     init_distributed(rank=rank, num_gpus=c.num_gpus, local_rank=rank, init_method=f'file://{init_file}')
     try:
         run_training(c, rank=rank, local_rank=rank)
+    except click.ClickException as err:
+        print(f'Error: {err.format_message()}', file=sys.stderr)
+        sys.exit(1)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -163,7 +176,10 @@ def launch_training(c, desc, outdir, dry_run, continue_dir):
         run_training(c, rank=0, local_rank=0)
     else:
         with tempfile.TemporaryDirectory() as temp_dir:
-            torch.multiprocessing.spawn(fn=spawned_process, args=(c, temp_dir), nprocs=c.num_gpus)
+            try:
+                torch.multiprocessing.spawn(fn=spawned_process, args=(c, temp_dir), nprocs=c.num_gpus)
+            except torch.multiprocessing.ProcessExitedException:
+                raise click.ClickException('a training process stopped (its message is above)') from None
 
 
 def prepare_run_dir(c, continue_dir):
@@ -179,7 +195,8 @@ def prepare_run_dir(c, continue_dir):
 
 
 def init_dataset_kwargs(data, cond):
-    """Opens the dataset once to check it and read its shape; returns (kwargs, name)."""
+    """Opens the dataset once to check it (every image's size and channels, from the headers) and read its
+    shape; returns (kwargs, name, EasyDict(label_dim, num_channels))."""
     from training import dataset as dataset_module
     try:
         kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=cond,
@@ -189,13 +206,17 @@ def init_dataset_kwargs(data, cond):
             kwargs.max_size = len(dataset_obj)
             has_labels = dataset_obj.has_labels
             name = dataset_obj.name
+            info = dnnlib.EasyDict(label_dim=dataset_obj.label_dim, num_channels=dataset_obj.num_channels)
+            with tqdm.tqdm(total=len(dataset_obj), desc='Checking images', unit='img', leave=False,
+                           disable=None if len(dataset_obj) >= 2000 else True) as bar:
+                dataset_obj.check_image_sizes(progress=lambda done, _total: bar.update(1))
     except (IOError, dataset_module.DatasetError) as err:
         if cond:
             raise click.ClickException(f'--cond=True needs labels in the dataset: {err}') from None
         raise click.ClickException(f'--data: {err}') from None
     if cond and not has_labels:
         raise click.ClickException('--cond=True requires labels specified in dataset.json')
-    return kwargs, name
+    return kwargs, name, info
 
 
 def int_if_integral(value):
@@ -210,21 +231,39 @@ def parse_comma_separated_list(s):
     return s.split(',')
 
 
-def check_resume_pkl(resume, training_set_kwargs):
-    """Refuses a network pickle that cannot initialise networks for this dataset."""
+def check_resume_pkl(resume, c, dataset_info):
+    """Refuses a network pickle that cannot initialise the networks of this configuration: another resolution,
+    tensors of other shapes under the same names, or nothing in common (another architecture)."""
+    if not dnnlib.util.is_url(resume, allow_file_urls=True) and not os.path.isfile(resume):
+        raise click.ClickException(f'--resume: no such file or run directory: {resume}')
     try:
         with dnnlib.util.open_url(resume, verbose=False) as f:
             data = legacy.load_network_pkl(f)
     except (OSError, legacy.NetworkPickleError) as err:
         raise click.ClickException(f'--resume: {err}') from None
+    resolution = c.training_set_kwargs.resolution
+    common = dict(c_dim=dataset_info.label_dim, img_resolution=resolution, img_channels=dataset_info.num_channels)
+    with torch.device('meta'):  # Shapes only; nothing is allocated.
+        ours = dict(G=dnnlib.util.construct_class_by_name(**c.G_kwargs, **common),
+                    D=dnnlib.util.construct_class_by_name(**c.D_kwargs, **common))
+    ours['G_ema'] = ours['G']
     for key in ('G', 'D', 'G_ema'):
         net = data[key]
         if net is None:
             continue
-        if net.img_resolution != training_set_kwargs.resolution:
+        if getattr(net, 'img_resolution', resolution) != resolution:
             raise click.ClickException(f'--resume: {key} in {resume} is for {net.img_resolution}x{net.img_resolution} '
-                                       f'images, but the dataset is {training_set_kwargs.resolution}x'
-                                       f'{training_set_kwargs.resolution}')
+                                       f'images, but the dataset is {resolution}x{resolution}')
+        our_tensors = dict(misc.named_params_and_buffers(ours[key]))
+        shared = [(name, tensor) for name, tensor in misc.named_params_and_buffers(net) if name in our_tensors]
+        if not shared:
+            raise click.ClickException(f'--resume: {key} in {resume} has no tensor in common with the {key} of '
+                                       f'--cfg={c.G_kwargs.class_name.split(".")[1]} (another architecture?)')
+        for name, tensor in shared:
+            if tensor.shape != our_tensors[name].shape:
+                raise click.ClickException(f'--resume: {key} in {resume} does not fit this configuration: {name} is '
+                                           f'{list(tensor.shape)} there and {list(our_tensors[name].shape)} here (check '
+                                           f'--cfg, --cbase, --cmax, --map-depth and the dataset\'s labels and channels)')
 
 
 def find_continuation(run_dir):
@@ -232,17 +271,26 @@ def find_continuation(run_dir):
     if not os.path.isfile(os.path.join(run_dir, 'training_options.json')):
         raise click.ClickException(f'--resume: {run_dir} is not a training run directory '
                                    f'(it has no training_options.json)')
-    pairs = [(pkl, state) for _kimg, pkl, state in snapshots.list_snapshots(run_dir) if state is not None]
-    if len(pairs) == 0:
-        raise click.ClickException(f'--resume: {run_dir} has no network snapshot with a training state to continue '
-                                   f'from; pass a network-snapshot-*.pkl as --resume to start a new run from it')
-    return pairs[-1]
+    found = snapshots.find_complete_pair(run_dir, report=lambda line: print(f'--resume: {line}', file=sys.stderr))
+    if found is None:
+        raise click.ClickException(f'--resume: {run_dir} has no complete network snapshot with a training state to '
+                                   f'continue from; pass a network-snapshot-*.pkl as --resume to start a new run from it')
+    pkl, state_path, state = found
+    print(f'Continuing {run_dir} from {os.path.basename(pkl)} and {os.path.basename(state_path)} '
+          f'({state["cur_nimg"] / 1000:g} kimg)')
+    return pkl, state_path
 
 
 def merge_continued_options(c, run_dir):
     """The saved options of an interrupted run, updated with the options that may change between sessions."""
-    with open(os.path.join(run_dir, 'training_options.json')) as f:
-        saved = json.load(f, object_hook=dnnlib.EasyDict)
+    path = os.path.join(run_dir, 'training_options.json')
+    try:
+        with open(path) as f:
+            saved = json.load(f, object_hook=dnnlib.EasyDict)
+        if not isinstance(saved, dict):
+            raise ValueError('not a JSON object')
+    except (OSError, ValueError) as e:
+        raise click.ClickException(f'--resume: cannot read {path} ({e}); it is needed to continue the run') from None
     for key in sorted(set(c.keys()) | set(saved.keys())):
         if key in CONTINUABLE_KEYS:
             continue
@@ -271,30 +319,32 @@ def merge_continued_options(c, run_dir):
 @click.option('--data',         help='Training data', metavar='[ZIP|DIR]',                      type=str, required=True)
 @click.option('--gpus',         help='Number of GPUs (processes) to use', metavar='INT',        type=click.IntRange(min=1), required=True)
 @click.option('--batch',        help='Total batch size', metavar='INT',                         type=click.IntRange(min=1), required=True)
-@click.option('--gamma',        help='R1 regularization weight', metavar='FLOAT',               type=click.FloatRange(min=0), required=True)
+@click.option('--gamma',        help='R1 regularization weight', metavar='FLOAT',               type=dnnlib.cli.FiniteFloat(min=0), required=True)
 # Optional features.
 @click.option('--cond',         help='Train conditional model', metavar='BOOL',                 type=bool, default=False, show_default=True)
 @click.option('--mirror',       help='Enable dataset x-flips', metavar='BOOL',                  type=bool, default=False, show_default=True)
 @click.option('--aug',          help='Augmentation mode',                                       type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
 @click.option('--resume',       help='Resume from a network pickle, or continue an interrupted run directory', metavar='[PATH|URL|DIR]', type=str)
+@legacy.trust_pickle_option
 @click.option('--resume-kimg',  help='kimg to continue the schedule from with a pickle --resume', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--freezed',      help='Freeze first layers of D', metavar='INT',                 type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--loss',         help='Loss function',                                           type=click.Choice(['stylegan2', 'wgangp']), default='stylegan2', show_default=True)
+@click.option('--d-steps',      help='D updates per G update, each on its own batch', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
 # Misc hyperparameters.
-@click.option('--p',            help='Probability for --aug=fixed', metavar='FLOAT',            type=click.FloatRange(min=0, max=1), default=0.2, show_default=True)
-@click.option('--target',       help='Target value for --aug=ada', metavar='FLOAT',             type=click.FloatRange(min=0, max=1), default=0.6, show_default=True)
+@click.option('--p',            help='Probability for --aug=fixed', metavar='FLOAT',            type=dnnlib.cli.FiniteFloat(min=0, max=1), default=0.2, show_default=True)
+@click.option('--target',       help='Target value for --aug=ada', metavar='FLOAT',             type=dnnlib.cli.FiniteFloat(min=0, max=1), default=0.6, show_default=True)
 @click.option('--batch-gpu',    help='Limit batch size per GPU', metavar='INT',                 type=click.IntRange(min=1))
 @click.option('--cbase',        help='Capacity multiplier', metavar='INT',                      type=click.IntRange(min=1), default=32768, show_default=True)
 @click.option('--cmax',         help='Max. feature maps', metavar='INT',                        type=click.IntRange(min=1), default=512, show_default=True)
-@click.option('--glr',          help='G learning rate  [default: varies]', metavar='FLOAT',     type=click.FloatRange(min=0))
-@click.option('--dlr',          help='D learning rate', metavar='FLOAT',                        type=click.FloatRange(min=0), default=0.002, show_default=True)
+@click.option('--glr',          help='G learning rate  [default: varies]', metavar='FLOAT',     type=dnnlib.cli.FiniteFloat(min=0))
+@click.option('--dlr',          help='D learning rate', metavar='FLOAT',                        type=dnnlib.cli.FiniteFloat(min=0), default=0.002, show_default=True)
 @click.option('--map-depth',    help='Mapping network depth  [default: varies]', metavar='INT', type=click.IntRange(min=1))
 @click.option('--mbstd-group',  help='Minibatch std group size', metavar='INT',                 type=click.IntRange(min=1), default=4, show_default=True)
 # Misc settings.
 @click.option('--desc',         help='String to include in result dir name', metavar='STR',     type=str)
 @click.option('--metrics',      help='Quality metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list, default='fid50k_full', show_default=True)
-@click.option('--kimg',         help='Total training duration (fractions allowed)', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=25000, show_default=True)
-@click.option('--tick',         help='How often to print progress (fractions allowed)', metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=4, show_default=True)
+@click.option('--kimg',         help='Total training duration (fractions allowed)', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=25000, show_default=True)
+@click.option('--tick',         help='How often to print progress (fractions allowed)', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=4, show_default=True)
 @click.option('--snap',         help='How often to save snapshots', metavar='TICKS',            type=click.IntRange(min=1), default=50, show_default=True)
 @click.option('--keep-snapshots', help='Keep only the newest N network snapshots', metavar='N', type=click.IntRange(min=1))
 @click.option('--seed',         help='Random seed', metavar='INT',                              type=click.IntRange(min=0), default=0, show_default=True)
@@ -309,13 +359,17 @@ def main(**kwargs):
     Synthesis" (CREPS).
     """
     opts = dnnlib.EasyDict(kwargs)
+    if opts.resume is None or not os.path.isdir(opts.resume):
+        dnnlib.cli.check_output_dir(opts.outdir, '--outdir')
     check_metrics(opts.metrics, fetch_detectors=not opts.dry_run)
     check_processes(opts.gpus)
-    c, dataset_name = build_config(opts)
-    c, continue_dir = apply_resume(c, opts)
+    c, dataset_name, dataset_info = build_config(opts)
+    c, continue_dir = apply_resume(c, opts, dataset_info)
     desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{opts.gamma:g}'
     if opts.loss != 'stylegan2':
         desc += f'-{opts.loss}'
+    if opts.d_steps != 1:
+        desc += f'-dsteps{opts.d_steps}'
     if opts.desc is not None:
         desc += f'-{opts.desc}'
     launch_training(c=c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run, continue_dir=continue_dir)
@@ -377,15 +431,20 @@ def build_config(opts):
     c.image_snapshot_ticks = c.network_snapshot_ticks = opts.snap
     c.keep_snapshots = opts.keep_snapshots
     c.random_seed = opts.seed
+    if opts.d_steps != 1:
+        c.d_steps = opts.d_steps
     if c.batch_size % c.num_gpus != 0:
         raise click.ClickException('--batch must be a multiple of --gpus')
     if c.batch_size % (c.num_gpus * c.batch_gpu) != 0:
         raise click.ClickException('--batch must be a multiple of --gpus times --batch-gpu')
     if c.batch_gpu < c.D_kwargs.epilogue_kwargs.mbstd_group_size:
         raise click.ClickException('--batch-gpu cannot be smaller than --mbstd-group')
+    if c.batch_gpu % c.D_kwargs.epilogue_kwargs.mbstd_group_size != 0:
+        raise click.ClickException(f'--batch-gpu={c.batch_gpu} (per process and round) must be a multiple of '
+                                   f'--mbstd-group={c.D_kwargs.epilogue_kwargs.mbstd_group_size}')
 
     # Training set and loss.
-    c.training_set_kwargs, dataset_name = init_dataset_kwargs(data=opts.data, cond=opts.cond)
+    c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=opts.cond)
     c.training_set_kwargs.use_labels = opts.cond
     c.training_set_kwargs.xflip = opts.mirror
     c.training_set_kwargs.random_seed = opts.seed
@@ -441,10 +500,10 @@ def build_config(opts):
             c.G_kwargs.conv_clamp = None
     if opts.nobench:
         c.cudnn_benchmark = False
-    return c, dataset_name
+    return c, dataset_name, dataset_info
 
 
-def apply_resume(c, opts):
+def apply_resume(c, opts, dataset_info):
     """Resume handling: `--resume=RUN_DIR` continues that run exactly with its saved options; a pickle
     initialises the networks of a new run. Returns (config, run directory to continue or None)."""
     if opts.resume is not None and os.path.isdir(opts.resume):
@@ -452,13 +511,17 @@ def apply_resume(c, opts):
             raise click.ClickException('--resume-kimg and --desc apply to a new run; a continued run directory '
                                        'keeps its name and image count')
         continue_dir = os.path.abspath(opts.resume)
-        resume_pkl, resume_state = find_continuation(continue_dir)
+        dnnlib.cli.check_output_dir(continue_dir, '--resume')
+        if not os.path.isfile(os.path.join(continue_dir, 'training_options.json')):
+            raise click.ClickException(f'--resume: {continue_dir} is not a training run directory '
+                                       f'(it has no training_options.json)')
         c = merge_continued_options(c, continue_dir)
+        resume_pkl, resume_state = find_continuation(continue_dir)
         c.resume_pkl = resume_pkl
         c.resume_state = resume_state
         return c, continue_dir
     if opts.resume is not None:
-        check_resume_pkl(opts.resume, c.training_set_kwargs)
+        check_resume_pkl(opts.resume, c, dataset_info)
         c.resume_pkl = opts.resume
         c.resume_kimg = opts.resume_kimg
         c.ada_kimg = 100  # Make ADA react faster at the beginning.

@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -280,11 +281,16 @@ def _download(url, num_attempts, verbose, timeout=60):
 _TEMPORARY_NAME = re.compile(r'\.tmp-\d+(-[0-9a-f]{8}(\.[^./]*)?)?$')  # Without the token: earlier versions' name.
 
 
+def temporary_path(path, suffix=''):
+    """A fresh name beside `path` for writing it atomically: `<path>.tmp-<pid>-<token><suffix>`."""
+    return f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}'
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=''):
     """Yields a temporary path beside `path` (ending in `suffix`, e.g. an extension a writer needs); the
     file written there replaces `path` when the block ends normally and is removed otherwise."""
-    tmp_path = f'{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}'
+    tmp_path = temporary_path(path, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -307,6 +313,38 @@ def write_atomically(path, write_fn, fsync=False):
 def is_temporary_file(path):
     """True for the temporary files of atomic_path(), which a killed process may leave behind."""
     return _TEMPORARY_NAME.search(os.path.basename(path)) is not None
+
+
+def remove_stale_temporaries(path):
+    """Deletes the temporary files or folders of `path` (temporary_path) whose writing process is gone,
+    as a killed process leaves them; returns their names."""
+    directory, name = os.path.split(os.path.abspath(path))
+    pattern = re.compile(re.escape(name) + r'\.tmp-(\d+)(-[0-9a-f]{8}(\.[^./]*)?)?$')
+    removed = []
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        match = pattern.match(entry)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        target = os.path.join(directory, entry)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(target)
+        removed.append(entry)
+    return removed
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # Exists, owned by someone else.
+    return True
 
 
 def remove_temporary_files(directory):

@@ -50,6 +50,12 @@ def train(args, env=None, timeout=900):
     return run_python(['train.py'] + [str(arg) for arg in args], env=env, timeout=timeout)
 
 
+def newest_snapshot(run_dir):
+    """The pickle of a run directory's newest complete snapshot pair."""
+    from training import snapshots
+    return snapshots.find_complete_pair(str(run_dir), report=lambda line: None)[0]
+
+
 def only_run_dir(outdir):
     entries = os.listdir(outdir)
     assert len(entries) == 1, entries
@@ -178,7 +184,7 @@ def test_stylegan2_outputs_crash_safety_and_exact_resume(tmp_path, dataset):
     state = torch.load(state_path, weights_only=False)
     assert state['cur_nimg'] == 4 and state['batch_idx'] == 1
     partial = [name for name in os.listdir(run_dir) if '.tmp' in name]
-    assert len(partial) == 1 and partial[0].startswith('network-snapshot-000000.pkl.tmp-'), partial
+    assert len(partial) == 1 and partial[0].startswith('network-snapshot-000000.008.pkl.tmp-'), partial
     for name in ('training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png',
                  'fakes000000.png'):
         assert os.path.isfile(os.path.join(run_dir, name)), name
@@ -197,13 +203,14 @@ def test_stylegan2_outputs_crash_safety_and_exact_resume(tmp_path, dataset):
     assert log.count('Training for 0.016 kimg') == 2 and 'tick 1' in log
     stats = read_stats(run_dir)
     assert [round(s['Progress/kimg']['mean'] * 1000) for s in stats] == [4, 8, 12, 16]
-    resumed = load_snapshot(snapshot)
+    resumed = load_snapshot(newest_snapshot(run_dir))
+    assert_same_networks(load_snapshot(snapshot), first)  # The first snapshot was never replaced.
 
     # Uninterrupted run of the same length.
     straight_out = tmp_path / 'straight'
     result = train(['--outdir', straight_out] + common)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    straight = load_snapshot(os.path.join(only_run_dir(straight_out), 'network-snapshot-000000.pkl'))
+    straight = load_snapshot(newest_snapshot(only_run_dir(straight_out)))
 
     assert_same_networks(resumed, straight)
     assert torch.equal(resumed['augment_pipe'].p, straight['augment_pipe'].p)
@@ -266,8 +273,7 @@ def test_creps_trains_snapshots_and_resumes_exactly(tmp_path, dataset):
     result = train(['--outdir', first_out, '--kimg=0.008'] + common)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     run_dir = only_run_dir(first_out)
-    snapshot_path = os.path.join(run_dir, 'network-snapshot-000000.pkl')
-    first = load_snapshot(snapshot_path)
+    first = load_snapshot(newest_snapshot(run_dir))
     G = first['G_ema']
     assert networks_creps.is_creps(G) and type(first['D']).__name__ == 'Discriminator'
     assert G.num_ws == 7 and G.mapping.num_layers == 1
@@ -277,12 +283,12 @@ def test_creps_trains_snapshots_and_resumes_exactly(tmp_path, dataset):
     result = train(['--outdir', first_out, '--resume', run_dir, '--kimg=0.016'] + common)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert [round(s['Progress/kimg']['mean'] * 1000) for s in read_stats(run_dir)] == [4, 8, 12, 16]
-    resumed = load_snapshot(snapshot_path)
+    resumed = load_snapshot(newest_snapshot(run_dir))
 
     straight_out = tmp_path / 'straight'
     result = train(['--outdir', straight_out, '--kimg=0.016'] + common)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    straight = load_snapshot(os.path.join(only_run_dir(straight_out), 'network-snapshot-000000.pkl'))
+    straight = load_snapshot(newest_snapshot(only_run_dir(straight_out)))
     assert_same_networks(resumed, straight)
     with pytest.raises(AssertionError):
         assert_same_networks(first, straight)
@@ -294,7 +300,7 @@ def test_resume_from_pickle_continues_kimg_and_ada_p(tmp_path, dataset):
     common = ['--cfg=stylegan2', '--data', dataset, '--aug=ada', '--kimg=0.016'] + TINY
     result = train(['--outdir', first_out] + common)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    snapshot_path = os.path.join(only_run_dir(first_out), 'network-snapshot-000000.pkl')
+    snapshot_path = newest_snapshot(only_run_dir(first_out))
     p_before = float(load_snapshot(snapshot_path)['augment_pipe'].p)
     assert p_before > 0
 
@@ -318,7 +324,7 @@ def test_keep_snapshots_and_wgangp(tmp_path, dataset):
     run_dir = only_run_dir(outdir)
     assert run_dir.endswith('-gamma1-wgangp')
     assert sorted(name for name in os.listdir(run_dir) if name.endswith(('.pkl', '.pt'))) == \
-        ['network-snapshot-000000.pkl', 'training-state-000000.pt']
+        ['network-snapshot-000000.012.pkl', 'training-state-000000.012.pt']
     assert 'Loss/gp_penalty' in read_stats(run_dir)[0]
 
 
@@ -432,3 +438,55 @@ def test_training_moves_fakes_toward_the_reals(tmp_path, dataset):
     before = _mean_colour_distance(init, target)
     after = _mean_colour_distance(fakes, target)
     assert after < 0.5 * before, f'mean colour distance {before:.1f} -> {after:.1f}'
+
+# ----------------------------------------------------------------------------
+# --d-steps.
+
+COUNTING_TRAIN = r'''
+import atexit, collections, json, runpy, sys
+import torch
+from training import training_loop
+
+phases, steps = collections.Counter(), collections.Counter()
+real_run_phase = training_loop.run_phase
+def run_phase(phase, **kwargs):
+    phases[phase.name] += 1
+    before = sum(steps.values())
+    real_run_phase(phase=phase, **kwargs)
+    assert sum(steps.values()) == before + 1  # Every phase run is one optimiser step.
+training_loop.run_phase = run_phase
+real_step = torch.optim.Adam.step
+def step(self, *args, **kwargs):
+    steps[id(self)] += 1
+    return real_step(self, *args, **kwargs)
+torch.optim.Adam.step = step
+atexit.register(lambda: print('COUNTS ' + json.dumps(dict(phases))))
+sys.argv = ['train.py'] + sys.argv[1:]
+runpy.run_path('train.py', run_name='__main__')
+'''
+
+
+@pytest.mark.parametrize('loss, d_steps', [('wgangp', 5), ('stylegan2', 3)])
+def test_d_steps_runs_that_many_d_updates_per_g_update(tmp_path, dataset, loss, d_steps):
+    result = run_python(['-c', COUNTING_TRAIN, '--outdir', str(tmp_path), '--cfg=stylegan2', '--data', dataset, '--aug=noaug',
+                         '--kimg=0.06', f'--loss={loss}', f'--d-steps={d_steps}'] + TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = json.loads(result.stdout.split('COUNTS ')[-1].splitlines()[0])
+    iterations = 60 // 4
+    g_main = counts.get('Gmain', 0) + counts.get('Gboth', 0)
+    assert counts['Dmain'] == iterations
+    assert g_main == -(-iterations // d_steps)  # Iterations 0, d_steps, 2 * d_steps, ...
+    assert counts['Dmain'] >= d_steps * (g_main - 1) and counts['Dmain'] <= d_steps * g_main
+    if loss == 'stylegan2':
+        assert counts['Greg'] == -(-iterations // (4 * d_steps))  # Lazy G regularisation every 4th G update.
+    run_dir = os.path.join(tmp_path, os.listdir(tmp_path)[0])
+    options = json.load(open(os.path.join(run_dir, 'training_options.json')))
+    assert options['d_steps'] == d_steps
+    # Each snapshot shows G_ema (official name) and the raw G on the same latents, also in TensorBoard.
+    names = os.listdir(run_dir)
+    assert 'fakes000000.png' in names and 'fakes_raw000000.png' in names
+    ema, raw = (np.asarray(PIL.Image.open(os.path.join(run_dir, n))) for n in ('fakes000000.png', 'fakes_raw000000.png'))
+    assert ema.shape == raw.shape and not np.array_equal(ema, raw)
+    events = [n for n in names if n.startswith('events.out.tfevents')]
+    if events:
+        assert b'Samples/G_ema | G' in open(os.path.join(run_dir, events[0]), 'rb').read()

@@ -15,9 +15,14 @@ import numpy as np
 import torch
 
 import dnnlib
-from training.image_files import DatasetError, decode_image, is_image_fname  # noqa: F401 (DatasetError: public here too)
+from training.image_files import DatasetError, channel_count, decode_image, image_header, is_image_fname  # noqa: F401 (DatasetError: public here too)
 
 # ----------------------------------------------------------------------------
+
+
+def _starts_with(path, magic):
+    with open(path, 'rb') as f:
+        return f.read(len(magic)) == magic
 
 
 def is_power_of_two(value):
@@ -74,7 +79,6 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
     def close(self):
         """Releases open file handles; the dataset reopens them when it is used again."""
 
-    @abc.abstractmethod
     def _load_raw_image(self, raw_idx):
         """Returns image number raw_idx as a uint8 array [C, H, W]."""
 
@@ -188,6 +192,9 @@ class ImageFolderDataset(Dataset):
         elif os.path.isfile(path) and zipfile.is_zipfile(path):
             self._type = 'zip'
             self._all_fnames = set(name for name in self._get_zipfile().namelist() if not name.endswith('/'))
+        elif os.path.isfile(path) and _starts_with(path, b'PK'):
+            raise DatasetError(f"dataset '{path}' is a damaged zip archive (truncated or corrupt): create it again "
+                f"with dataset_tool.py")
         elif os.path.exists(path):
             raise DatasetError(f"dataset '{path}' is neither a folder nor a zip archive")
         else:
@@ -233,6 +240,21 @@ class ImageFolderDataset(Dataset):
         with self._get_zipfile().open(fname, 'r') as f:
             return f.read()
 
+    def _read_header(self, fname, display):
+        """image_header() of a file from its first bytes (more only when the header is not in them)."""
+        for limit in (4096, 65536, None):
+            if self._type == 'dir':
+                with open(os.path.join(self._path, fname), 'rb') as f:
+                    data = f.read(limit if limit is not None else -1)
+            else:
+                with self._get_zipfile().open(fname, 'r') as f:
+                    data = f.read(limit if limit is not None else -1)
+            try:
+                return image_header(data, display)
+            except DatasetError:
+                if limit is None or len(data) < limit:  # The whole file was read: it is broken.
+                    raise
+
     def _read_image(self, raw_idx):
         fname = self._image_fnames[raw_idx]
         try:
@@ -254,6 +276,27 @@ class ImageFolderDataset(Dataset):
 
     def __getstate__(self):
         return dict(super().__getstate__(), _zipfile=None, _zipfile_pid=None)
+
+    def check_image_sizes(self, progress=None):
+        """Reads the header of every image (not its pixels) and refuses a dataset whose images differ in size or
+        channel count, naming the first that differs; `progress(done, total)` is called along the way."""
+        expected = (self.image_shape[2], self.image_shape[1])
+        for idx, fname in enumerate(self._image_fnames):
+            display = self._display_name(fname)
+            try:
+                size, mode = self._read_header(fname, display)
+            except (OSError, zipfile.BadZipFile) as err:
+                if isinstance(err, DatasetError):
+                    raise
+                raise DatasetError(f"cannot read image '{display}': {err}") from None
+            if size != expected:
+                raise DatasetError(f"image '{display}' is {size[0]}x{size[1]} but the first image is "
+                    f"{expected[0]}x{expected[1]}; all images must have the same size (convert them with dataset_tool.py)")
+            if channel_count(mode) != self.image_shape[0]:
+                raise DatasetError(f"image '{display}' has {channel_count(mode)} channel(s) but the first image "
+                    f"{self.image_shape[0]}; all images must be grayscale or all color (convert them with dataset_tool.py)")
+            if progress is not None:
+                progress(idx + 1, len(self._image_fnames))
 
     def _load_raw_image(self, raw_idx):
         image = self._read_image(raw_idx)
@@ -282,6 +325,10 @@ class ImageFolderDataset(Dataset):
         for fname in self._image_fnames:
             if fname not in labels:
                 raise DatasetError(f"'{json_name}' has no label for image '{fname}'")
+        strays = sorted(set(labels) - set(self._image_fnames))
+        if strays:
+            raise DatasetError(f"'{json_name}' labels '{strays[0]}', which is not an image of the dataset"
+                f"{f' (and {len(strays) - 1} more)' if len(strays) > 1 else ''}")
         return _labels_to_array([labels[fname] for fname in self._image_fnames], self._image_fnames, json_name)
 
 

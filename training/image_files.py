@@ -52,6 +52,26 @@ def is_image_fname(fname):
     return os.path.splitext(fname)[1].lower() in IMAGE_EXTENSIONS
 
 
+def image_header(data, display_name):
+    """((width, height), pixel format after decode_image's conversions) from an image file's header alone."""
+    try:
+        image = PIL.Image.open(io.BytesIO(data))
+    except PIL.UnidentifiedImageError:
+        raise CorruptImageError(f"cannot read image '{display_name}': not a recognised image format") from None
+    except Exception as err:  # Malformed files make PIL raise almost anything.
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CorruptImageError(f"cannot read image '{display_name}': {reason}") from None
+    mode = image.mode
+    if mode == 'P':
+        mode = 'RGBA' if 'transparency' in image.info else 'RGB'
+    return image.size, _CONVERTED_MODES.get(mode, mode)
+
+
+def channel_count(mode):
+    """Channels of an image of PIL pixel format `mode` as decode_image returns it."""
+    return {'L': 1, 'LA': 2, 'RGB': 3, 'RGBA': 4}.get(mode, 0)
+
+
 def decode_image(data, display_name):
     """Image file bytes -> uint8 array [H, W] or [H, W, C]; the errors name the file in one line."""
     try:

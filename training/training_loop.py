@@ -22,7 +22,7 @@ from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
 from training import snapshots
-from training.training_state import TrainingState, read_state_file
+from training.training_state import TrainingState
 
 # ----------------------------------------------------------------------------
 
@@ -47,6 +47,7 @@ def training_loop(
     ema_rampup              = 0.05,     # EMA ramp-up coefficient; None = no ramp-up.
     G_reg_interval          = None,     # How often to run G's regularisation; None = with every main step.
     D_reg_interval          = 16,       # How often to run D's regularisation; None = with every main step.
+    d_steps                 = 1,        # Discriminator updates per generator update (each on its own batch).
     augment_p               = 0,        # Initial augmentation probability.
     ada_target              = None,     # ADA target value; None = keep p fixed.
     ada_interval            = 4,        # How often (in iterations) to adjust p.
@@ -69,7 +70,7 @@ def training_loop(
     setup_process(random_seed=random_seed, num_gpus=num_gpus, rank=rank, cudnn_benchmark=cudnn_benchmark)
     assert batch_size % (num_gpus * batch_gpu) == 0
     num_rounds = batch_size // (num_gpus * batch_gpu)
-    saved_state = read_state_file(resume_state) if resume_state is not None else None
+    saved_state = snapshots.read_training_state(resume_state) if resume_state is not None else None
 
     # Data: an exact continuation picks up the stream of images where the interrupted run left it.
     sampler_start = saved_state['batch_idx'] * batch_size if saved_state is not None else 0
@@ -93,7 +94,7 @@ def training_loop(
         print('Setting up training phases...')
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
     phases, optimizers = setup_phases(G=G, D=D, G_opt_kwargs=G_opt_kwargs, D_opt_kwargs=D_opt_kwargs,
-        G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval)
+        G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval, d_steps=d_steps)
     state = TrainingState(optimizers=optimizers, latent_rng=torch.Generator().manual_seed(random_seed), loss=loss,
         augment_pipe=augment_pipe, device=device, num_gpus=num_gpus, rank=rank, batch_size=batch_size,
         start_nimg=resume_kimg * 1000)
@@ -151,19 +152,19 @@ def training_loop(
                     print()
                     print('Aborting...')
             if rank == 0 and image_snapshot_ticks is not None and (done or state.cur_tick % image_snapshot_ticks == 0):
-                save_image_grid(generate_grid_images(G_ema, grid.z, grid.c),
-                                os.path.join(run_dir, f'fakes{state.cur_nimg // 1000:06d}.png'), drange=[-1, 1], grid_size=grid.size)
+                save_progress_images(run_dir=run_dir, grid=grid, G=G, G_ema=G_ema, cur_nimg=state.cur_nimg, logs=logs)
             metric_results = {}
             if network_snapshot_ticks is not None and (done or state.cur_tick % network_snapshot_ticks == 0):
                 snapshot_data = snapshot_networks(dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe), num_gpus=num_gpus)
                 training_state = state.to_dict(total_sec=time.time() - start_time)
-                kimg = state.cur_nimg // 1000
+                stem = snapshots.snapshot_stem(state.cur_nimg, previous_nimg=state.last_snapshot_nimg)
+                state.last_snapshot_nimg = state.cur_nimg
                 if rank == 0:
-                    snapshots.save_snapshot(run_dir, kimg, dict(snapshot_data, training_set_kwargs=dict(training_set_kwargs)),
+                    snapshots.save_snapshot(run_dir, stem, dict(snapshot_data, training_set_kwargs=dict(training_set_kwargs)),
                                             training_state, keep_snapshots=keep_snapshots)
                 metric_results = evaluate_metrics(metrics=metrics, G=snapshot_data['G_ema'], training_set_kwargs=training_set_kwargs,
                     data_loader_kwargs=data_loader_kwargs, num_gpus=num_gpus, rank=rank, device=device, run_dir=run_dir,
-                    snapshot_pkl=os.path.join(run_dir, snapshots.snapshot_pkl_name(kimg)))
+                    snapshot_pkl=os.path.join(run_dir, snapshots.snapshot_pkl_name(stem)))
                 del snapshot_data
             logs.write_tick(cur_nimg=state.cur_nimg, elapsed=time.time() - start_time, metric_results=metric_results)
             if progress_fn is not None:
@@ -259,12 +260,15 @@ def broadcast_from_rank0(modules, num_gpus, rank):
                 torch.distributed.broadcast(tensor, src=0)
 
 
-def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval):
-    """(phases, optimizers). Lazy regularisation runs every `interval` steps with a larger gain; the optimizer
-    is adjusted so that the main and regularisation steps together match a non-lazy schedule."""
+def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, d_steps=1):
+    """(phases, optimizers). A phase runs on iterations that are multiples of its `interval`. Lazy
+    regularisation runs every `reg_interval` updates of its network with the gain `reg_interval`; the
+    optimizer is adjusted so that the main and regularisation steps together match a non-lazy schedule.
+    With `d_steps` > 1, G's phases run on every d_steps-th iteration only, D's on every one."""
     phases = []
     optimizers = dict()
-    for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval), ('D', D, D_opt_kwargs, D_reg_interval)]:
+    for name, module, opt_kwargs, reg_interval, every in [('G', G, G_opt_kwargs, G_reg_interval, d_steps),
+                                                          ('D', D, D_opt_kwargs, D_reg_interval, 1)]:
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
         if 'betas' in opt_kwargs:
             opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses a mix of int and float.
@@ -274,10 +278,11 @@ def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
         optimizers[name] = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
         if reg_interval is None:
-            phases.append(dnnlib.EasyDict(name=name + 'both', module=module, opt=optimizers[name], interval=1))
+            phases.append(dnnlib.EasyDict(name=name + 'both', module=module, opt=optimizers[name], interval=every, gain=1))
         else:
-            phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=optimizers[name], interval=1))
-            phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=optimizers[name], interval=reg_interval))
+            phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=optimizers[name], interval=every, gain=1))
+            phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=optimizers[name],
+                                          interval=reg_interval * every, gain=reg_interval))
     return phases, optimizers
 
 # ----------------------------------------------------------------------------
@@ -310,7 +315,7 @@ def run_phase(phase, loss, reals, gen_z, gen_c, num_rounds, num_gpus, cur_nimg):
     for real_img, real_c, z, c in zip(*reals, gen_z, gen_c):
         # Rounds average rather than add up, so the step does not depend on batch_gpu.
         loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=z, gen_c=c,
-                                  gain=phase.interval / num_rounds, cur_nimg=cur_nimg)
+                                  gain=phase.gain / num_rounds, cur_nimg=cur_nimg)
     phase.module.requires_grad_(False)
     with torch.autograd.profiler.record_function(phase.name + '_opt'):
         training_stats.report0('Progress/nonfinite_grads', reduce_and_clean_gradients(phase.module, num_gpus))
@@ -457,6 +462,13 @@ class RunLogs:
                 self.tfevents.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=elapsed)
             self.tfevents.flush()
 
+    def write_images(self, cur_nimg, images):
+        """TensorBoard images {tag: uint8 HWC} at the current kimg."""
+        if self.tfevents is not None:
+            for tag, image in images.items():
+                self.tfevents.add_image(tag, image, global_step=int(cur_nimg / 1e3), dataformats='HWC')
+            self.tfevents.flush()
+
     def close(self):
         for log in (self.jsonl, self.tfevents):
             if log is not None:
@@ -527,18 +539,38 @@ def generate_grid_images(G_ema, grid_z, grid_c):
     return torch.cat([G_ema(z=z, c=c, noise_mode='const').cpu() for z, c in zip(grid_z, grid_c)]).numpy()
 
 
-def save_image_grid(img, fname, drange, grid_size):
-    """Tiles a batch [N, C, H, W] into a gw x gh PNG, mapping `drange` to [0, 255]."""
+def save_progress_images(run_dir, grid, G, G_ema, cur_nimg, logs):
+    """fakesKKKKKK.png from G_ema (as the official code) and fakes_rawKKKKKK.png from G, of the same fixed
+    latents as at every snapshot, so progress shows; TensorBoard gets both side by side."""
+    kimg = cur_nimg // 1000
+    tiled = dict()
+    for fname, network in [(f'fakes{kimg:06d}.png', G_ema), (f'fakes_raw{kimg:06d}.png', G)]:
+        tiled[fname] = tile_image_grid(generate_grid_images(network, grid.z, grid.c), drange=[-1, 1], grid_size=grid.size)
+        write_png(tiled[fname], os.path.join(run_dir, fname))
+    gap = np.full_like(tiled[f'fakes{kimg:06d}.png'][:, :4], 255)
+    logs.write_images(cur_nimg, {'Samples/G_ema | G': np.concatenate([tiled[f'fakes{kimg:06d}.png'], gap,
+                                                                      tiled[f'fakes_raw{kimg:06d}.png']], axis=1)})
+
+
+def tile_image_grid(img, drange, grid_size):
+    """A batch [N, C, H, W] tiled gw x gh into one uint8 [gh * H, gw * W, C], mapping `drange` to [0, 255]."""
     lo, hi = drange
     img = np.asarray(img, dtype=np.float32)
     img = (img - lo) * (255 / (hi - lo))
     img = np.rint(img).clip(0, 255).astype(np.uint8)
-
     gw, gh = grid_size
     _N, C, H, W = img.shape
-    img = img.reshape([gh, gw, C, H, W]).transpose(0, 3, 1, 4, 2).reshape([gh * H, gw * W, C])
     assert C in (1, 3)
-    image = PIL.Image.fromarray(img[:, :, 0], 'L') if C == 1 else PIL.Image.fromarray(img, 'RGB')
+    return img.reshape([gh, gw, C, H, W]).transpose(0, 3, 1, 4, 2).reshape([gh * H, gw * W, C])
+
+
+def write_png(img, fname):
+    image = PIL.Image.fromarray(img[:, :, 0], 'L') if img.shape[2] == 1 else PIL.Image.fromarray(img, 'RGB')
     snapshots.write_atomically(fname, lambda f: image.save(f, format='png'))
+
+
+def save_image_grid(img, fname, drange, grid_size):
+    """Tiles a batch [N, C, H, W] into a gw x gh PNG, mapping `drange` to [0, 255]."""
+    write_png(tile_image_grid(img, drange, grid_size), fname)
 
 # ----------------------------------------------------------------------------

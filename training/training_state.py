@@ -7,13 +7,15 @@ import random
 import numpy as np
 import torch
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2  # 2: NumPy's random state as a tensor (the file reads with weights_only=True); snapshot fields.
 
 # ----------------------------------------------------------------------------
 
 
 def get_rng_states(device):
-    states = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached_gaussian))
+    states = dict(torch=torch.get_rng_state(), numpy=numpy_state, python=random.getstate())
     if device.type == 'cuda':
         states['cuda'] = torch.cuda.get_rng_state(device)
     return states
@@ -21,7 +23,8 @@ def get_rng_states(device):
 
 def set_rng_states(states, device):
     torch.set_rng_state(states['torch'])
-    np.random.set_state(states['numpy'])
+    kind, keys, position, has_gauss, cached_gaussian = states['numpy']
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(states['python'])
     if device.type == 'cuda' and 'cuda' in states:
         torch.cuda.set_rng_state(states['cuda'], device)
@@ -35,12 +38,6 @@ def gather_objects(obj, num_gpus):
     torch.distributed.all_gather_object(result, obj)
     return result
 
-
-def read_state_file(path):
-    """The dict a TrainingState saved to `path` (trusted: a file of this run's own)."""
-    state = torch.load(path, map_location='cpu', weights_only=False)
-    assert state['format_version'] == STATE_FORMAT_VERSION, f'{path}: unknown format version'
-    return state
 
 # ----------------------------------------------------------------------------
 
@@ -78,6 +75,7 @@ class TrainingState:
         self.ada_sign_sum = 0               # ADA: positive D outputs on reals since p last moved...
         self.ada_sign_count = 0             # ... out of this many.
         self.elapsed_before = 0.0           # Seconds of training before this process took over (total_sec).
+        self.last_snapshot_nimg = None      # cur_nimg of the run's newest snapshot.
 
     @property
     def augment_p(self):
@@ -112,6 +110,7 @@ class TrainingState:
         for key in ('cur_nimg', 'cur_tick', 'tick_start_nimg', 'batch_idx', 'ada_sign_sum', 'ada_sign_count'):
             setattr(self, key, state[key])
         self.elapsed_before = state['total_sec']
+        self.last_snapshot_nimg = state['cur_nimg']  # A state is saved with its snapshot.
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state['optimizers'][name])
         self.latent_rng.set_state(state['latent_rng'])
