@@ -11,9 +11,11 @@ The helpers at the top (seed lists, loading a generator, device choice, renderin
 conversion and atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
 """
 
+import math
 import os
 import re
 import sys
+import zipfile
 
 import click
 import numpy as np
@@ -21,6 +23,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+import dnnlib.cli
 import legacy
 from training import networks_creps
 
@@ -65,11 +68,11 @@ def parse_vec2(s):
         return s
     parts = s.split(',')
     try:
-        if len(parts) == 2:
+        if len(parts) == 2 and all(math.isfinite(float(p)) for p in parts):
             return (float(parts[0]), float(parts[1]))
     except ValueError:
         pass
-    raise click.BadParameter(f'{s!r} is not of the form X,Y (two numbers)')
+    raise click.BadParameter(f'{s!r} is not of the form X,Y (two finite numbers)')
 
 # ----------------------------------------------------------------------------
 # Network, device and labels.
@@ -77,11 +80,16 @@ def parse_vec2(s):
 
 def choose_device(verbose=True):
     """The first CUDA GPU if there is one, else the CPU (with a notice, since it is much slower)."""
-    if torch.cuda.is_available():
-        return torch.device('cuda')
+    device = torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
     if verbose:
+        report_device(device)
+    return device
+
+
+def report_device(device):
+    """The notice that work runs on the CPU, printed once the inputs have been checked."""
+    if device.type == 'cpu':
         print('No CUDA GPU found: running on the CPU, which is slow for large networks.', file=sys.stderr)
-    return torch.device('cpu')
 
 
 def load_generator(network_pkl, device, option='--network', verbose=True):
@@ -190,13 +198,20 @@ def save_npz_atomic(path, **arrays):
 
 def load_projected_w(path, G, device):
     """The 'w' array [N, num_ws, w_dim] of a projector.py output file, checked against G."""
+    if not os.path.isfile(path):
+        raise click.ClickException(f'--projected-w: no such file: {path}')
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, 'files'):
+                raise ValueError('an .npy array, not an .npz archive')
             if 'w' not in data.files:
                 raise click.ClickException(f"--projected-w: {path} holds no 'w' array (it has: {', '.join(data.files)})")
             ws = data['w']
-    except (OSError, ValueError) as e:
-        raise click.ClickException(f'--projected-w: cannot read {path}: {e}')
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        reason = 'a pickle or some other kind of file' if 'allow_pickle' in str(e) else str(e).splitlines()[0]
+        raise click.ClickException(f'--projected-w: cannot read {path}: not an .npz file of projector.py ({reason})') from None
+    if not np.issubdtype(ws.dtype, np.floating) or not np.isfinite(ws).all():
+        raise click.ClickException(f"--projected-w: 'w' in {path} holds {ws.dtype} values that are not all finite numbers")
     if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
         raise click.ClickException(f"--projected-w: 'w' has shape {list(ws.shape)}, but this network needs "
                                    f"[N, {G.num_ws}, {G.w_dim}]")
@@ -207,17 +222,21 @@ def load_projected_w(path, G, device):
 
 @click.command()
 @click.option('network_pkl', '--network', help='Network pickle to sample from (path or URL)', metavar='PATH|URL', required=True)
+@legacy.trust_pickle_option
 @click.option('--seeds', type=parse_seeds, help='Seeds of the latents, one image each, e.g. 0-3,7', metavar='LIST')
-@click.option('--trunc', 'truncation_psi', type=float, help='Pull w towards the average by this factor (1 = none)', default=1, show_default=True)
+@click.option('--trunc', 'truncation_psis', type=dnnlib.cli.FiniteFloatList(), help='Pull w towards the average by this factor (1 = none); a list, e.g. 0.5,0.7,1, renders each', default='1', show_default=True, metavar='FLOAT[,FLOAT...]')
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class index for conditional networks')
 @click.option('--noise-mode', help='Per-pixel noise inputs: stored, fresh, or off', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--translate', help='Shift the output by X,Y (StyleGAN3 only)', type=parse_vec2, default='0,0', show_default=True, metavar='VEC2')
-@click.option('--rotate', help='Rotate the output by this many degrees (StyleGAN3 only)', type=float, default=0, show_default=True, metavar='ANGLE')
+@click.option('--rotate', help='Rotate the output by this many degrees (StyleGAN3 only)', type=dnnlib.cli.FiniteFloat(), default=0, show_default=True, metavar='ANGLE')
 @click.option('--projected-w', help='Render images from saved latents (projector.py output) instead of seeds', type=str, metavar='FILE')
-@click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=click.FloatRange(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
+@click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
+@click.option('--grid', help='Write one image, trunc-grid.png: a row per seed, a column per --trunc value, after the image of w_avg', is_flag=True)
+@click.option('--mix-seeds', help='Write mix-grid.png: rows --seeds, columns these seeds, each tile a row with the column\'s styles at --mix-layers', type=parse_seeds, metavar='LIST')
+@click.option('--mix-layers', help='Style inputs (ws) that --mix-seeds take from the column seed', type=parse_range, default='0-6', show_default=True, metavar='LIST')
 @click.option('--outdir', help='Folder for the PNG files (created if needed)', type=str, required=True, metavar='DIR')
-def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, projected_w, scale,
-                    outdir):
+def generate_images(network_pkl, seeds, truncation_psis, class_idx, noise_mode, translate, rotate, projected_w, scale,
+                    grid, mix_seeds, mix_layers, outdir):
     """Render images from a network pickle: one PNG per seed, or one per saved latent.
 
     \b
@@ -235,34 +254,147 @@ def generate_images(network_pkl, seeds, truncation_psi, class_idx, noise_mode, t
     \b
     # A CREPS network at twice its training resolution (the images have int(resolution * scale) pixels).
     python gen_images.py --outdir=out --seeds=0-3 --scale=2 --network=creps-ffhq.pkl
+    \b
+    # Grids: seeds by truncation (after the image of w_avg), and style mixing of rows and columns.
+    python gen_images.py --outdir=out --seeds=0-5 --trunc=0.5,0.7,1 --grid --network=ffhq.pkl
+    python gen_images.py --outdir=out --seeds=0-3 --mix-seeds=10-14 --mix-layers=0-3 --network=ffhq.pkl
     """
     if seeds is None and projected_w is None:
         raise click.ClickException('specify --seeds or --projected-w')
-    device = choose_device()
+    if projected_w is not None and (grid or mix_seeds is not None):
+        raise click.ClickException('--grid and --mix-seeds render seeds; they cannot be used with --projected-w')
+    if mix_seeds is not None and len(truncation_psis) > 1:
+        raise click.ClickException('--mix-seeds renders one truncation: give a single --trunc value')
+    dnnlib.cli.check_output_dir(outdir, '--outdir')
+    device = choose_device(verbose=False)
     G = load_generator(network_pkl, device)
     set_input_transform(G, translate, rotate)
     scaled = rendering_scale(G, scale)
+    ws = load_projected_w(projected_w, G, device) if projected_w is not None else None
+    label = make_label(G, class_idx, device) if projected_w is None else None
+    report_device(device)
     force_fp32 = (device.type != 'cuda')  # Half precision on the CPU is slow and not supported everywhere.
+    if projected_w is not None:
+        if seeds is not None:
+            print('warn: --seeds is ignored when using --projected-w', file=sys.stderr)
+        if class_idx is not None:
+            print('warn: --class is ignored when using --projected-w (the latents already hold it)', file=sys.stderr)
+        print(f'Generating {ws.shape[0]} images from "{projected_w}"...')
+        images = projected_images(G, ws, noise_mode=noise_mode, force_fp32=force_fp32)
+    else:
+        if mix_seeds is not None:
+            check_layers(G, mix_layers, '--mix-layers')
+        render = dict(noise_mode=noise_mode, force_fp32=force_fp32)
+        images = []
+        if grid:
+            images.append(('trunc-grid.png', truncation_grid(G, seeds, truncation_psis, label, **render)))
+        if mix_seeds is not None:
+            images.append(('mix-grid.png', style_mixing_grid(G, seeds, mix_seeds, mix_layers, label,
+                                                             truncation_psi=truncation_psis[0], **render)))
+        if not images:
+            images = seed_images(G, seeds, label, truncation_psis=truncation_psis, **render)
     os.makedirs(outdir, exist_ok=True)
-    with scaled:
-        if projected_w is not None:
-            if seeds is not None:
-                print('warn: --seeds is ignored when using --projected-w', file=sys.stderr)
-            if class_idx is not None:
-                print('warn: --class is ignored when using --projected-w (the latents already hold it)', file=sys.stderr)
-            ws = load_projected_w(projected_w, G, device)
-            print(f'Generating {ws.shape[0]} images from "{projected_w}"...')
-            for idx, w in enumerate(ws):
-                img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, force_fp32=force_fp32)
-                save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'proj{idx:02d}.png'))
-            return
+    try:
+        with scaled:
+            for fname, img in images:
+                if isinstance(img, torch.Tensor):
+                    img = images_to_uint8(img)[0].cpu().numpy()
+                save_image(img, os.path.join(outdir, fname))
+    except OSError as e:  # The disk filled up, or the folder went away, since the check.
+        raise click.ClickException(f'--outdir: cannot write in {outdir}: {e.strerror or e}') from None
 
-        label = make_label(G, class_idx, device)
-        for seed_idx, seed in enumerate(seeds):
-            print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
-            z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device)
-            img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
-            save_image(images_to_uint8(img)[0].cpu().numpy(), os.path.join(outdir, f'seed{seed:04d}.png'))
+
+def projected_images(G, ws, noise_mode, force_fp32):
+    """(file name, image) of every saved latent."""
+    for idx, w in enumerate(ws):
+        yield f'proj{idx:02d}.png', G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, force_fp32=force_fp32)
+
+
+def seed_images(G, seeds, label, truncation_psis, noise_mode, force_fp32):
+    """(file name, image) of every seed, and with several truncations, of every seed and truncation."""
+    for seed_idx, seed in enumerate(seeds):
+        print(f'Generating image for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
+        for psi in truncation_psis:
+            fname = f'seed{seed:04d}.png' if len(truncation_psis) == 1 else f'seed{seed:04d}-trunc{psi:g}.png'
+            yield fname, render_seed(G, seed, label, truncation_psi=psi, noise_mode=noise_mode, force_fp32=force_fp32)
+
+# ----------------------------------------------------------------------------
+# Grids. Every tile is rendered on its own, exactly as the single image of the same seed would be.
+
+
+def render_seed(G, seed, label, truncation_psi, noise_mode, force_fp32):
+    z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(label.device)
+    return G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
+
+
+def render_average_w(G, noise_mode, force_fp32):
+    """The image of w_avg, the point truncation pulls every latent toward (what --trunc=0 gives)."""
+    ws = G.mapping.w_avg.reshape(1, 1, G.w_dim).repeat(1, G.num_ws, 1)
+    return G.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32)
+
+
+def render_mixed(G, row_seed, col_seed, layers, label, truncation_psi, noise_mode, force_fp32):
+    """The image of `row_seed` whose ws at `layers` come from `col_seed` (both truncated alike)."""
+    ws = [G.mapping(torch.from_numpy(seed_to_z(seed, G.z_dim)).to(label.device), label, truncation_psi=truncation_psi)
+          for seed in (row_seed, col_seed)]
+    mixed = ws[0].clone()
+    mixed[:, layers] = ws[1][:, layers]
+    return G.synthesis(mixed, noise_mode=noise_mode, force_fp32=force_fp32)
+
+
+def check_layers(G, layers, option):
+    out_of_range = [layer for layer in layers if layer >= G.num_ws]
+    if out_of_range:
+        raise click.ClickException(f'{option}: style input {out_of_range[0]} does not exist: this network has '
+                                   f'{G.num_ws} (0..{G.num_ws - 1})')
+
+
+def tile_images(tiles, num_cols):
+    """Row-major uint8 HWC tiles of one size (None: a black tile) -> one uint8 HWC image."""
+    shape = next(tile.shape for tile in tiles if tile is not None)
+    num_rows = -(-len(tiles) // num_cols)
+    canvas = np.zeros([num_rows * shape[0], num_cols * shape[1], shape[2]], dtype=np.uint8)
+    for idx, tile in enumerate(tiles):
+        if tile is not None:
+            assert tile.shape == shape
+            row, col = divmod(idx, num_cols)
+            canvas[row * shape[0]:(row + 1) * shape[0], col * shape[1]:(col + 1) * shape[1]] = tile
+    return canvas
+
+
+def to_tile(img):
+    return images_to_uint8(img)[0].cpu().numpy()
+
+
+def truncation_grid(G, seeds, truncation_psis, label, noise_mode, force_fp32):
+    """uint8 HWC: a row per seed; its first tile the image of w_avg, then one tile per truncation."""
+    base = to_tile(render_average_w(G, noise_mode=noise_mode, force_fp32=force_fp32))
+    tiles = []
+    for seed_idx, seed in enumerate(seeds):
+        print(f'Generating grid row for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
+        tiles.append(base)
+        tiles += [to_tile(render_seed(G, seed, label, truncation_psi=psi, noise_mode=noise_mode, force_fp32=force_fp32))
+                  for psi in truncation_psis]
+    return tile_images(tiles, num_cols=len(truncation_psis) + 1)
+
+
+def style_mixing_grid(G, row_seeds, col_seeds, layers, label, truncation_psi, noise_mode, force_fp32, tiles_out=None):
+    """uint8 HWC: the image of w_avg at the top left, the column seeds along the top, the row seeds down the
+    left, and in between each row seed with the column seed's styles at `layers`. `tiles_out`: a dict that
+    receives every tile by (row seed, column seed), the seeds' own images under (seed, seed)."""
+    render = dict(label=label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
+    tiles_out = tiles_out if tiles_out is not None else dict()
+    for seed in dict.fromkeys(list(row_seeds) + list(col_seeds)):
+        tiles_out[(seed, seed)] = to_tile(render_seed(G, seed, **render))
+    tiles = [to_tile(render_average_w(G, noise_mode=noise_mode, force_fp32=force_fp32))]
+    tiles += [tiles_out[(seed, seed)] for seed in col_seeds]
+    for row_idx, row_seed in enumerate(row_seeds):
+        print(f'Generating style-mixing row for seed {row_seed} ({row_idx + 1}/{len(row_seeds)}) ...')
+        tiles.append(tiles_out[(row_seed, row_seed)])
+        for col_seed in col_seeds:
+            tiles_out[(row_seed, col_seed)] = to_tile(render_mixed(G, row_seed, col_seed, layers, **render))
+            tiles.append(tiles_out[(row_seed, col_seed)])
+    return tile_images(tiles, num_cols=len(col_seeds) + 1)
 
 
 if __name__ == '__main__':
