@@ -74,9 +74,10 @@ ALL_INSTANTS = [
     ('state', 2, 'after-rename'),
     ('step', 9, 'now'),             # In the middle of an iteration between snapshots.
 ]
-# By default one instant of each kind (the suite's time budget); KILL_INSTANTS=all runs every one.
+# By default a pickle without its state, a state not yet in place, and a kill mid-iteration (the suite's time
+# budget); KILL_INSTANTS=all runs every instant.
 INSTANTS = ALL_INSTANTS if os.environ.get('KILL_INSTANTS') == 'all' else [
-    ('pkl', 1, 'mid'), ('pkl', 2, 'after-rename'), ('state', 2, 'mid'), ('state', 2, 'before-rename'), ('step', 9, 'now')]
+    ('pkl', 2, 'after-rename'), ('state', 2, 'before-rename'), ('step', 9, 'now')]
 
 
 def final_networks(run_dir):
