@@ -86,6 +86,9 @@ def _load_storage_bytes(data):
             return torch.load(io.BytesIO(data), weights_only=True, map_location='cpu')
         except pickle.UnpicklingError as err:
             raise UnsafePickleError(f'a tensor storage holds more than tensor data ({str(err).splitlines()[0]})') from None
+        except Exception as err:  # torch.load reports damaged streams in many ways (AssertionError among them).
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise MalformedPickleError(f'a tensor storage is damaged ({type(err).__name__}: {reason[:200]})') from None
 
 
 def _latin1_bytes(text, encoding='latin1'):
