@@ -8,7 +8,16 @@ import torch
 from helpers import run_python
 
 
+# The files that take longest start first (pytest.ini hands whole files to the worker processes), so that no
+# worker is left running one of them alone at the end.
+SLOWEST_FILES = ['test_train.py', 'test_bad_input.py', 'test_kill_resume.py', 'test_quickstart.py',
+                 'test_calc_metrics.py', 'test_gen_images.py', 'test_visualizer.py', 'test_grids.py',
+                 'test_avg_spectra.py', 'test_plot_stats.py']
+
+
 def pytest_collection_modifyitems(config, items):
+    order = {name: idx for idx, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: order.get(item.path.name, len(order)))  # Stable: the rest keep their order.
     if torch.cuda.is_available():
         return
     skip_cuda = pytest.mark.skip(reason='needs a CUDA GPU')

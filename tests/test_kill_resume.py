@@ -100,11 +100,14 @@ def assert_identical(a, b, label):
 def test_killed_runs_resume_bit_identically(tmp_path):
     data = write_dataset(tmp_path / 'squares-16x16.zip')
     common = ['--cfg=stylegan2', '--data', data, '--aug=ada', '--kimg=0.016'] + TINY
+    killing_train = str(tmp_path / 'killing_train.py')  # A script file: it runs forked from the test runner.
+    with open(killing_train, 'w') as f:
+        f.write(KILLING_TRAIN)
 
     def interrupted_then_resumed(instant):
         where, count, phase = instant
         outdir = tmp_path / f'{where}-{count}-{phase}'
-        killed = run_python(['-c', KILLING_TRAIN, where, str(count), phase, '--outdir', str(outdir)] + [str(a) for a in common])
+        killed = run_python([killing_train, where, str(count), phase, '--outdir', str(outdir)] + [str(a) for a in common])
         assert killed.returncode == 9, f'{instant}: not killed ({killed.returncode})\n{killed.stderr[-2000:]}'
         run_dir = os.path.join(outdir, os.listdir(outdir)[0])
         if not any(state for _k, _p, state in snapshots.list_snapshots(run_dir)):
