@@ -1,7 +1,9 @@
-# A CUDA *devel* image, so the custom ops can JIT-compile inside the container.
-# Tested code base: torch 2.14.1; override with --build-arg BASE_IMAGE=... for another release.
+# A CUDA 13.0 *devel* image, so the custom ops can JIT-compile inside the container. torch itself is then
+# pinned to the release the suite is tested with (TORCH_VERSION / TORCHVISION_VERSION build arguments).
 ARG BASE_IMAGE=pytorch/pytorch:2.9.1-cuda13.0-cudnn9-devel
 FROM ${BASE_IMAGE}
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -17,7 +19,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt
+RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" -r /tmp/requirements.txt \
+    && python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '${TORCH_VERSION}')"
 
 # Run as any user (docker run --user $(id -u):$(id -g) -e HOME=/scratch): the caches follow
 # $HOME unless TORCH_EXTENSIONS_DIR / DNNLIB_CACHE_DIR are set, and /scratch is writable.

@@ -18,6 +18,7 @@ import sys
 
 import click
 import numpy as np
+import scipy.ndimage
 import torch
 import tqdm
 
@@ -31,6 +32,11 @@ from training.dataset import DatasetError, ImageFolderDataset
 # Image sources: uint8 NCHW batches from a dataset or a generator.
 
 BATCH_SIZE = 16
+
+
+def expand_path(path):
+    """A local path with ~ expanded (shells leave the ~ of '--dest=~/x' alone); URLs and None unchanged."""
+    return path if path is None or dnnlib.util.is_url(path) else os.path.expanduser(path)
 
 
 def is_network_source(source):
@@ -185,48 +191,61 @@ def to_decibels(spectrum):
     return 10 * np.log10(np.maximum(spectrum, 1e-30))
 
 
-def plot_heatmap(plt, spectrum, image_size, title):
-    """The centred spectrum in dB; axes in cycles per image (the Nyquist frequency is image_size / 2)."""
-    spectrum_size = spectrum.shape[0]
-    hmap = to_decibels(np.fft.fftshift(spectrum))
-    bin_width = image_size / spectrum_size
-    lo = (-(spectrum_size // 2) - 0.5) * bin_width
-    hi = (spectrum_size - spectrum_size // 2 - 0.5) * bin_width
-    vmax = float(np.percentile(hmap, 99.9))
-    plt.figure(figsize=[6, 4.8], dpi=100, tight_layout=True)
-    plt.imshow(hmap, extent=[lo, hi, hi, lo], cmap='Blues', vmin=vmax - 50, vmax=vmax, interpolation='nearest')
-    plt.colorbar(label='power (dB)')
-    plt.xlabel('horizontal frequency (cycles per image)')
-    plt.ylabel('vertical frequency (cycles per image)')
-    plt.title(title)
+def centred_decibels(spectrum, image_size, smooth):
+    """The spectrum in dB with zero frequency in the middle, one row and column longer so that both Nyquist
+    edges appear, blurred by a Gaussian of `smooth` frequency bins of the image (0: none), as the official
+    plots show it."""
+    db = np.pad(to_decibels(np.fft.fftshift(spectrum)), [(0, 1), (0, 1)], mode='wrap')
+    if smooth > 0:
+        db = scipy.ndimage.gaussian_filter(db, sigma=smooth * spectrum.shape[0] / image_size, mode='nearest')
+    return db
 
 
-def spectrum_slices(spectrum, image_size):
+def plot_heatmap(plt, spectrum, image_size, smooth, dpi):
+    """Filled dB contours (-40 to 20 in steps of 5) over frequencies in cycles per image, Nyquist at the edges."""
+    db = centred_decibels(spectrum, image_size, smooth)
+    freqs = np.linspace(-image_size / 2, image_size / 2, db.shape[0])
+    levels = np.arange(-40, 21, 5)
+    ticks = np.linspace(-image_size / 2, image_size / 2, 5)
+    plt.figure(figsize=[6, 4.8], dpi=dpi, tight_layout=True)
+    plt.contourf(freqs, freqs, db, levels=levels, extend='both', cmap='Blues')
+    plt.colorbar(ticks=levels)
+    plt.contour(freqs, freqs, db, levels=levels, colors='midnightblue', linestyles='solid', linewidths=1, alpha=0.2)
+    axes = plt.gca()
+    axes.set_aspect('equal')
+    axes.set_xlim(ticks[0], ticks[-1])
+    axes.set_ylim(ticks[0], ticks[-1])
+    axes.set_xticks(ticks)
+    axes.set_yticks(ticks)
+
+
+def spectrum_slices(spectrum, image_size, smooth=0):
     """Horizontal (through DC) and diagonal 1-D slices, from DC to Nyquist: ((freqs, dB), (freqs, dB))."""
-    spectrum_size = spectrum.shape[0]
-    k = np.arange(spectrum_size // 2 + 1)
-    freqs = k * image_size / spectrum_size
-    horizontal = (freqs, to_decibels(spectrum[0, k]))
-    diagonal = (freqs * np.sqrt(2), to_decibels(spectrum[k, k]))
-    return horizontal, diagonal
+    db = centred_decibels(spectrum, image_size, smooth)
+    centre = spectrum.shape[0] // 2
+    k = np.arange(centre, db.shape[0])
+    freqs = (k - centre) * image_size / spectrum.shape[0]
+    return (freqs, db[centre, k]), (freqs * np.sqrt(2), db[k, k])
 
 
-def plot_slices(plt, spectra):
-    """spectra: [(label, spectrum, image_size)]; solid lines horizontal, dashed lines diagonal."""
-    plt.figure(figsize=[7, 4], dpi=100, tight_layout=True)
-    max_nyquist = 0
-    for idx, (label, spectrum, image_size) in enumerate(spectra):
-        color = f'C{idx % 10}'
-        (hf, hdb), (df, ddb) = spectrum_slices(spectrum, image_size)
-        plt.plot(hf, hdb, color=color, linestyle='-', label=f'{label} (horizontal)')
-        plt.plot(df, ddb, color=color, linestyle='--', label=f'{label} (diagonal)')
-        max_nyquist = max(max_nyquist, image_size / 2)
-        plt.axvline(image_size / 2, color='gray', linestyle=':', linewidth=1)
-    plt.xlim(0, max_nyquist * np.sqrt(2))
-    plt.xlabel('frequency (cycles per image); dotted: Nyquist')
-    plt.ylabel('power (dB)')
-    plt.grid(alpha=0.3)
-    plt.legend(fontsize='small')
+def plot_slices(plt, spectra, smooth, dpi):
+    """spectra: [(label, spectrum, image_size)]; the 0 and 45 degree slices side by side, one line per file."""
+    plt.figure(figsize=[12, 4.6], dpi=dpi, tight_layout=True)
+    slices = [(label, spectrum_slices(spectrum, image_size, smooth)) for label, spectrum, image_size in spectra]
+    for panel, (title, scale) in enumerate([('0\u00b0 slice', 1), ('45\u00b0 slice', np.sqrt(2))]):
+        plt.subplot(1, 2, panel + 1)
+        plt.title(title)
+        for label, cuts in slices:
+            freqs, db = cuts[panel]
+            plt.plot(freqs, db, label=label)
+        top = max(image_size for _label, _spectrum, image_size in spectra) / 2 * scale
+        xticks = np.linspace(0, top, 9)
+        plt.xticks(np.round(xticks) if scale != 1 else xticks)
+        plt.xlim(0, top)
+        plt.yticks(np.linspace(-50, 30, 9))
+        plt.ylim(-50, 30)
+        plt.grid()
+        plt.legend(loc='upper right')
 
 # ----------------------------------------------------------------------------
 # Command line.
@@ -259,6 +278,7 @@ def main():
 @legacy.trust_pickle_option
 def stats(source, num, seed, workers):
     """Print the pixel mean and standard deviation (0..255) to pass to 'calc'."""
+    source = expand_path(source)
     device = gen_images.choose_device(verbose=False)
     num_images, _image_size, batches = open_source(source, num, seed, device, num_workers=workers)
     if is_network_source(source):
@@ -281,6 +301,7 @@ def stats(source, num, seed, workers):
 @legacy.trust_pickle_option
 def calc(source, dest, mean, std, num, seed, beta, interp, workers):
     """Average the 2-D power spectrum of the images and write it to an .npz file."""
+    source, dest = expand_path(source), expand_path(dest)
     if not dest.lower().endswith('.npz') and not os.path.isdir(dest):
         dest += '.npz'  # As numpy.savez names it.
     dnnlib.cli.check_output_file(dest, '--dest', extensions=('.npz',))
@@ -298,24 +319,30 @@ def calc(source, dest, mean, std, num, seed, beta, interp, workers):
 @main.command()
 @click.argument('npz_file', nargs=1)
 @click.option('--save', help='Save the plot to a file (PNG, PDF, SVG, ... by its extension) instead of showing it', metavar='FILE')
-def heatmap(npz_file, save):
-    """Plot a spectrum as an image in dB, centred on zero frequency."""
+@click.option('--dpi', help='Figure resolution', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=1), default=100, show_default=True)
+@click.option('--smooth', help='Gaussian blur, in frequency bins of the image', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), default=1.25, show_default=True)
+def heatmap(npz_file, save, dpi, smooth):
+    """Plot a spectrum as dB contours, centred on zero frequency."""
+    npz_file, save = expand_path(npz_file), expand_path(save)
     check_save(save)
     spectrum, image_size = load_spectrum(npz_file)
     plt = get_pyplot(save)
-    plot_heatmap(plt, spectrum, image_size, title=os.path.splitext(os.path.basename(npz_file))[0])
+    plot_heatmap(plt, spectrum, image_size, smooth=smooth, dpi=dpi)
     finish_plot(plt, save)
 
 
 @main.command()
 @click.argument('npz_files', nargs=-1, required=True)
 @click.option('--save', help='Save the plot to a file (PNG, PDF, SVG, ... by its extension) instead of showing it', metavar='FILE')
-def slices(npz_files, save):
-    """Plot horizontal and diagonal cuts through one or more spectra."""
+@click.option('--dpi', help='Figure resolution', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=1), default=100, show_default=True)
+@click.option('--smooth', help='Gaussian blur, in frequency bins of the image', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), default=0, show_default=True)
+def slices(npz_files, save, dpi, smooth):
+    """Plot the 0 and 45 degree cuts through one or more spectra (of any image sizes)."""
+    npz_files, save = [expand_path(f) for f in npz_files], expand_path(save)
     check_save(save)
     spectra = [(os.path.splitext(os.path.basename(f))[0], *load_spectrum(f)) for f in npz_files]
     plt = get_pyplot(save)
-    plot_slices(plt, spectra)
+    plot_slices(plt, spectra, smooth=smooth, dpi=dpi)
     finish_plot(plt, save)
 
 

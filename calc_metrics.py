@@ -2,7 +2,7 @@
 
     python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=training-runs/00000-.../network-snapshot-000400.pkl
     python calc_metrics.py --metrics=eqt50k_int,eqr50k --network=https://.../stylegan3-r-ffhq-1024x1024.pkl --data=~/datasets/ffhq.zip
-    python calc_metrics.py --metrics=fid50k_full --scale=2 --network=creps-ffhq-256.pkl --data=~/datasets/ffhq-256x256.zip
+    python calc_metrics.py --metrics=fid50k_full --scale=2 --network=creps-ffhq-256.pkl --data=~/datasets/ffhq-512x512.zip
 """
 
 import copy
@@ -35,6 +35,9 @@ def subprocess_fn(rank, args, temp_dir):
     device = torch.device('cuda', rank) if args.use_cuda else torch.device('cpu')
     if args.use_cuda:
         torch.cuda.set_device(device)
+    # Full float32 matmuls and convolutions: TF32 on Ampere and newer GPUs moves FID/KID off the published numbers.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     training_stats.init_multiprocessing(rank=rank, sync_device=device if args.num_gpus > 1 else None)
     for default_url, override in args.detector_overrides.items():
         metric_utils.set_detector_override(default_url, override)
@@ -99,7 +102,7 @@ def dataset_kwargs_for(network_pkl, network_dict, data):
 @click.option('--inception', help='Inception-v3 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--vgg16', help='VGG16 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
-@click.option('--scale', help='Render at this multiple of the training resolution, against reals resized to match (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
+@click.option('--scale', help='Render at this multiple of the training resolution, against reals at (or resized to) that size (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
 def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers, scale):
     """Calculate quality metrics for previous training run or pretrained network pickle.
 
@@ -123,9 +126,10 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
     Sized variants such as fid5k_full, kid1k_full, pr5k3_full, is1k, eqt1k_int or eqr200 use
     the given number of generated images instead of 50k (quick checks; not comparable with papers).
 
-    --scale renders a CREPS network at int(resolution * scale) pixels and compares it with the
-    dataset images resized to that size (Lanczos, as dataset_tool.py --resolution); the results carry
-    "scale" in their JSON line. The equivariance metrics need scale 1.
+    --scale renders a CREPS network at int(resolution * scale) pixels and compares it with a dataset
+    prepared at that size (the CREPS protocol), or with the images of a dataset at another size resized
+    to it (Lanczos, as dataset_tool.py --resolution); the results carry "scale" in their JSON line. The
+    equivariance metrics need scale 1.
     """
     if metrics == ['none']:
         metrics = []
@@ -168,29 +172,43 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
         size = networks_creps.rendering_resolution(args.G, scale)
     except ValueError as e:
         raise click.ClickException(f'--scale: {e}')
-    if verbose and scale != 1:
-        print(f'Rendering at {size}x{size} ({scale:g} times the training resolution), against reals resized to match')
 
-    # Dataset options.
+    # Dataset options. Only FID, KID and precision/recall read the reals: the others run without a dataset
+    # (as with a published pickle whose recorded dataset path exists only on the machine that trained it).
+    needs_reals = any(metric.startswith(('fid', 'kid', 'pr')) for metric in metrics)
     args.dataset_kwargs = dataset_kwargs_for(network_pkl, network_dict, data)
     if args.dataset_kwargs is None:
-        raise click.ClickException('--data is required: the network is not inside a training run directory and its '
-                                   'pickle records no dataset')
-    args.dataset_kwargs.resolution = args.G.img_resolution
+        if needs_reals:
+            raise click.ClickException('--data is required: the network is not inside a training run directory and '
+                                       'its pickle records no dataset')
+        args.dataset_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=None)
+    if scale == 1:
+        args.dataset_kwargs.resolution = args.G.img_resolution
+    else:  # Reals at the rendering resolution (the CREPS protocol) or at the training one (resized to match).
+        args.dataset_kwargs.pop('resolution', None)
     args.dataset_kwargs.use_labels = (args.G.c_dim != 0)
     if mirror is not None:
         args.dataset_kwargs.xflip = mirror
-    path = os.path.expanduser(args.dataset_kwargs.get('path', ''))
-    args.dataset_kwargs.path = path
-    if not os.path.exists(path):
-        raise click.ClickException(f'--data: no such dataset: {path}')
-    try:
-        dnnlib.util.construct_class_by_name(**args.dataset_kwargs)
-    except OSError as e:  # training.dataset.DatasetError names the offending file.
-        raise click.ClickException(f'--data: {e}')
+    if args.dataset_kwargs.get('path') is not None:
+        args.dataset_kwargs.path = os.path.expanduser(args.dataset_kwargs.path)
+    if needs_reals:
+        path = args.dataset_kwargs.path
+        if not os.path.exists(path):
+            raise click.ClickException(f'--data: no such dataset: {path}')
+        try:
+            reals = dnnlib.util.construct_class_by_name(**args.dataset_kwargs)
+        except OSError as e:  # training.dataset.DatasetError names the offending file.
+            raise click.ClickException(f'--data: {e}')
+        if verbose and scale != 1:
+            how = 'as they are' if reals.resolution == size else f'resized from {reals.resolution}x{reals.resolution}'
+            print(f'Rendering at {size}x{size} ({scale:g} times the training resolution), against reals {how}')
 
-    # Where the results go: beside a local pickle.
-    args.run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None
+    # Where the results go: metric-*.jsonl in the training run that holds the pickle, none elsewhere.
+    args.run_dir = None
+    if os.path.isfile(network_pkl):
+        pkl_dir = os.path.dirname(os.path.abspath(network_pkl))
+        if os.path.isfile(os.path.join(pkl_dir, 'training_options.json')):
+            args.run_dir = pkl_dir
     if verbose:
         print('Dataset options:')
         print(json.dumps(args.dataset_kwargs, indent=2))

@@ -8,7 +8,7 @@ Examples:
 
 \b
 python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=~/datasets/cifar10-32x32.zip
-python dataset_tool.py --source=~/downloads/mnist --dest=~/datasets/mnist-32x32.zip
+python dataset_tool.py --source=~/downloads/mnist/train-images-idx3-ubyte.gz --dest=~/datasets/mnist-32x32.zip
 python dataset_tool.py --source=~/downloads/photos --dest=~/datasets/photos-256x256.zip \\
     --transform=center-crop --resolution=256x256
 python dataset_tool.py --source=~/downloads/lsun/car_lmdb --dest=~/datasets/lsuncar-512x384.zip \\
@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import gzip
 import io
+import itertools
 import json
 import os
 import pickle
@@ -158,14 +159,18 @@ def _read_idx_gz(path, expected_ndim):
 
 
 @contextlib.contextmanager
-def open_mnist(path):
-    images = _read_idx_gz(os.path.join(path, 'train-images-idx3-ubyte.gz'), expected_ndim=3)
-    labels = _read_idx_gz(os.path.join(path, 'train-labels-idx1-ubyte.gz'), expected_ndim=1)
+def open_mnist(images_gz):
+    """MNIST from its IDX image file (train- or t10k-images-idx3-ubyte.gz), labels from the file beside it."""
+    labels_gz = os.path.join(os.path.dirname(images_gz),
+                             os.path.basename(images_gz).replace('-images-idx3-ubyte', '-labels-idx1-ubyte'))
+    images = _read_idx_gz(images_gz, expected_ndim=3)
+    labels = _read_idx_gz(labels_gz, expected_ndim=1)
     if images.shape[0] != labels.shape[0]:
-        raise click.ClickException(f"MNIST in '{path}' has {images.shape[0]} images but {labels.shape[0]} labels")
+        raise click.ClickException(f"MNIST '{images_gz}' has {images.shape[0]} images but '{labels_gz}' has "
+                                   f"{labels.shape[0]} labels")
     images = np.pad(images, [(0, 0), (2, 2), (2, 2)]) # 28x28 -> 32x32, a power of two.
     yield Source(num_images=images.shape[0], has_labels=True, images=(
-        SourceImage(name=f'{path}[{idx}]', read=lambda idx=idx: images[idx], label=int(labels[idx]))
+        SourceImage(name=f'{images_gz}[{idx}]', read=lambda idx=idx: images[idx], label=int(labels[idx]))
         for idx in range(images.shape[0])))
 
 
@@ -240,14 +245,17 @@ def open_source(path):
         if os.path.isfile(os.path.join(path, 'data.mdb')):
             return open_lmdb(path)
         if os.path.isfile(os.path.join(path, 'train-images-idx3-ubyte.gz')):
-            return open_mnist(path)
+            return open_mnist(os.path.join(path, 'train-images-idx3-ubyte.gz'))
         return open_image_folder(path)
     if os.path.isfile(path):
+        if os.path.basename(path).endswith('-images-idx3-ubyte.gz'):
+            return open_mnist(path)
         if zipfile.is_zipfile(path):
             return open_image_zip(path)
         if tarfile.is_tarfile(path):
             return open_cifar10(path)
-        raise click.ClickException(f"--source '{path}' is not a folder, a zip archive or a CIFAR-10 .tar.gz")
+        raise click.ClickException(f"--source '{path}' is not a folder, a zip archive, a CIFAR-10 .tar.gz or an "
+                                   f"MNIST *-images-idx3-ubyte.gz")
     raise click.ClickException(f"--source '{path}' does not exist")
 
 # ----------------------------------------------------------------------------
@@ -280,9 +288,27 @@ def make_transform(transform, resolution):
             return _resize(_crop_center(image, size, size), width, height)
         return center_crop
 
-    assert transform == 'center-crop-wide'
-    def center_crop_wide(image):
-        # Crop to the aspect of WxH, scale down to WxH and letterbox it into a WxW square.
+    def letterbox(image):
+        canvas = np.zeros([width, width] + list(image.shape[2:]), dtype=np.uint8)
+        top = (width - height) // 2
+        canvas[top : top + height] = image
+        return canvas
+
+    if transform == 'center-crop-wide':
+        def center_crop_wide(image):
+            # As the official tool does it: keep the middle rows, as many as the image would have scaled to W
+            # wide, resize that band to WxH (stretching images of another aspect) and letterbox it into WxW.
+            image_height, image_width = image.shape[:2]
+            kept_rows = int(np.round(width * image_height / image_width))
+            if image_width < width or kept_rows < height:
+                return None
+            top = (image_height - kept_rows) // 2
+            return letterbox(_resize(image[top : top + kept_rows], width, height))
+        return center_crop_wide
+
+    assert transform == 'center-crop-wide-keep-aspect'
+    def center_crop_wide_keep_aspect(image):
+        # Crop to the aspect of WxH, scale down to WxH and letterbox into WxW: nothing is stretched.
         # Images smaller than WxH are left out rather than upscaled.
         image_height, image_width = image.shape[:2]
         if image_width * height > image_height * width:
@@ -291,12 +317,8 @@ def make_transform(transform, resolution):
             crop_width, crop_height = image_width, int(round(image_width * height / width))
         if crop_width < width or crop_height < height:
             return None
-        image = _resize(_crop_center(image, crop_width, crop_height), width, height)
-        canvas = np.zeros([width, width] + list(image.shape[2:]), dtype=np.uint8)
-        top = (width - height) // 2
-        canvas[top : top + height] = image
-        return canvas
-    return center_crop_wide
+        return letterbox(_resize(_crop_center(image, crop_width, crop_height), width, height))
+    return center_crop_wide_keep_aspect
 
 # ----------------------------------------------------------------------------
 # Destinations: written under a temporary name next to DEST and renamed into place once complete.
@@ -311,8 +333,9 @@ def _check_destination(dest):
     elif os.path.lexists(dest):
         if not dest.lower().endswith('.zip'):
             raise click.ClickException(f"--dest '{dest}' already exists and is not a folder")
-        if not os.path.isfile(dest) or os.path.getsize(dest) > 0:
-            raise click.ClickException(f"--dest '{dest}' already exists")
+        if not os.path.isfile(dest):
+            raise click.ClickException(f"--dest '{dest}' already exists and is not a file")
+        # An existing zip file is replaced, as the official tool does (once the new one is complete).
     dnnlib.cli.check_output_dir(os.path.dirname(os.path.abspath(os.path.normpath(dest))), '--dest')
 
 
@@ -434,9 +457,9 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
         raise click.ClickException(f'--transform={transform} needs --resolution=WxH')
     if resolution is not None:
         width, height = resolution
-        if transform == 'center-crop-wide':
+        if transform in ('center-crop-wide', 'center-crop-wide-keep-aspect'):
             if height > width:
-                raise click.ClickException(f'--transform=center-crop-wide needs a wide --resolution (W >= H), got '
+                raise click.ClickException(f'--transform={transform} needs a wide --resolution (W >= H), got '
                     f'{width}x{height}')
         elif width != height:
             raise click.ClickException(f'--resolution={width}x{height} is not square; dataset images must be square '
@@ -495,15 +518,18 @@ def _map_in_order(fn, items, num_threads):
 
 
 def _convert_images(src, destination, num_wanted, apply_transform, have_resolution, skip_corrupt):
+    # The first num_wanted source images are read; each written one is named by its index among them, so
+    # names skip the images left out, as in the official tool's archives.
     labels = []
     first = None # (name, image) of the first image written.
     num_corrupt = 0
     num_too_small = 0
     num_threads = min(8, os.cpu_count() or 1)
-    prepared = _map_in_order(lambda source_image: _prepare_image(source_image, apply_transform), src.images,
-        num_threads)
+    prepared = _map_in_order(lambda source_image: _prepare_image(source_image, apply_transform),
+        itertools.islice(src.images, num_wanted), num_threads)
     with tqdm.tqdm(total=num_wanted, unit='img', disable=None) as progress, contextlib.closing(prepared):
-        for source_image, image, png, corrupt_error in prepared:
+        for idx, (source_image, image, png, corrupt_error) in enumerate(prepared):
+            progress.update(1)
             if corrupt_error is not None:
                 if not skip_corrupt:
                     raise click.ClickException(f'{corrupt_error} (--skip-corrupt skips unreadable images)')
@@ -525,13 +551,9 @@ def _convert_images(src, destination, num_wanted, apply_transform, have_resoluti
                     hint = ''
                 raise click.ClickException(f"image '{source_image.name}' is {_describe(image)} but image "
                     f"'{first[0]}' is {_describe(first[1])}; all images must have the same size and channels{hint}")
-            idx = len(labels)
             fname = f'{idx // 1000:05d}/img{idx:08d}.png'
             destination.write(fname, png)
             labels.append([fname, source_image.label])
-            progress.update(1)
-            if len(labels) == num_wanted:
-                break
 
     if first is None:
         raise click.ClickException('no image could be converted' +
@@ -546,14 +568,14 @@ def _convert_images(src, destination, num_wanted, apply_transform, have_resoluti
 
 
 def parse_resolution(value):
-    """'WxH' -> (W, H); 'N' -> (N, N)."""
-    parts = value.lower().split('x')
+    """'WxH' or 'W,H' (the official spelling) -> (W, H); 'N' -> (N, N)."""
+    parts = value.lower().replace(',', 'x').split('x')
     try:
         if len(parts) in (1, 2) and all(int(part) > 0 for part in parts):
             return (int(parts[0]), int(parts[-1]))
     except ValueError:
         pass
-    raise click.BadParameter(f"expected WxH such as 256x256, got '{value}'")
+    raise click.BadParameter(f"expected WxH or W,H such as 256x256, got '{value}'")
 
 
 class _ResolutionType(click.ParamType):
@@ -569,12 +591,14 @@ class _ResolutionType(click.ParamType):
 
 
 @click.command(help=__doc__)
-@click.option('--source',       help='Image folder or zip, MNIST folder, cifar-10-python.tar.gz, or LSUN LMDB folder',
+@click.option('--source',       help='Image folder or zip, MNIST train-images-idx3-ubyte.gz (or its folder), '
+                                'cifar-10-python.tar.gz, or LSUN LMDB folder',
                                 metavar='PATH', required=True)
 @click.option('--dest',         help='Output zip archive (*.zip) or folder', metavar='PATH', required=True)
-@click.option('--max-images',   help='Write at most this many images', type=click.IntRange(min=1), metavar='INT')
-@click.option('--transform',    help='Crop before resizing: square center crop, or wide crop letterboxed into WxW',
-                                type=click.Choice(['center-crop', 'center-crop-wide']))
+@click.option('--max-images',   help='Read at most this many source images', type=click.IntRange(min=1), metavar='INT')
+@click.option('--transform',    help='Crop before resizing: square center crop, wide crop letterboxed into WxW (as '
+                                'the official tool, stretching other aspects), or the same keeping the aspect',
+                                type=click.Choice(['center-crop', 'center-crop-wide', 'center-crop-wide-keep-aspect']))
 @click.option('--resolution',   help='Output image size (resize with Lanczos)', type=_ResolutionType(), metavar='WxH')
 @click.option('--skip-corrupt', help='Skip unreadable images (each is reported) instead of stopping', is_flag=True)
 def main(source, dest, max_images, transform, resolution, skip_corrupt):

@@ -27,12 +27,12 @@ from training import networks_creps
 
 
 def parse_grid(s):
-    """'4x2' -> (4, 2): columns and rows."""
+    """'4x2' or '4,2' -> (4, 2): columns and rows."""
     if isinstance(s, tuple):
         return s
-    match = re.fullmatch(r'(\d+)x(\d+)', s)
+    match = re.fullmatch(r'(\d+)[x,](\d+)', s)
     if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise click.BadParameter(f'{s!r} is not of the form WxH with W, H >= 1')
+        raise click.BadParameter(f'{s!r} is not of the form WxH or W,H with W, H >= 1')
     return (int(match.group(1)), int(match.group(2)))
 
 

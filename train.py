@@ -359,6 +359,9 @@ def main(**kwargs):
     Synthesis" (CREPS).
     """
     opts = dnnlib.EasyDict(kwargs)
+    for key in ('outdir', 'data', 'resume'):  # Shells leave the ~ of '--data=~/x' alone: expand it here.
+        if opts[key] is not None and not dnnlib.util.is_url(opts[key]):
+            opts[key] = os.path.expanduser(opts[key])
     if opts.resume is None or not os.path.isdir(opts.resume):
         dnnlib.cli.check_output_dir(opts.outdir, '--outdir')
     check_metrics(opts.metrics, fetch_detectors=not opts.dry_run)

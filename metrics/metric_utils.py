@@ -363,15 +363,20 @@ class ResizedDataset(torch.utils.data.Dataset):
 
 def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1,
                                       batch_size=None, data_loader_kwargs=None, max_items=None, **stats_kwargs):
-    """Feature statistics of the real images (resized to int(resolution * opts.scale) unless the scale is 1),
-    cached on disk by everything that affects them."""
+    """Feature statistics of the real images (at a scale other than 1, resized to the rendering resolution
+    unless already there), cached on disk by everything that affects them."""
     dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs)
     resized_resolution = None
     if opts.scale != 1:
+        # The CREPS protocol compares with reals prepared at the rendering resolution; reals at another
+        # resolution (the training one) are resized to it.
         try:
-            resized_resolution = networks_creps.scaled_resolution(dataset.resolution, opts.scale)
+            target = networks_creps.rendering_resolution(opts.G, opts.scale) if opts.G is not None else \
+                networks_creps.scaled_resolution(dataset.resolution, opts.scale)
         except ValueError as e:
             raise MetricError(f'Cannot evaluate at scale {opts.scale}: {e}') from None
+        if dataset.resolution != target:
+            resized_resolution = target
     batch_size = batch_size or opts.batch_size
     data_loader_kwargs = dict(opts.data_loader_kwargs if data_loader_kwargs is None else data_loader_kwargs)
     if data_loader_kwargs.get('num_workers', 0) == 0:

@@ -99,3 +99,31 @@ def test_spectrum_orientation_and_slices(workspace):
     assert hf[np.argmax(hdb)] == 3
     assert np.unravel_index(np.argmax(spectrum), spectrum.shape) in [(0, 12), (0, 64 - 12)]
     assert ddb[df > 4.5].max() < hdb.max() - 40  # Nothing along the diagonal beyond the window's main lobe.
+
+
+def test_plot_options_of_the_official_tool(tmp_path):
+    """heatmap --dpi/--smooth and slices --dpi/--smooth as in the official tool; the file format follows the
+    extension; missing folders are created."""
+    rnd = np.random.RandomState(0)
+    np.savez(tmp_path / 'a.npz', spectrum=rnd.rand(32, 32) + 0.5, image_size=np.int64(8))
+    sizes = {}
+    for dpi in (50, 100):
+        plot = tmp_path / f'dpi{dpi}' / 'heatmap.png'
+        r = _spectra('heatmap', tmp_path / 'a.npz', f'--save={plot}', f'--dpi={dpi}', '--smooth=2')
+        assert r.returncode == 0, r.stderr
+        sizes[dpi] = PIL.Image.open(plot).size
+    assert sizes[100] == (2 * sizes[50][0], 2 * sizes[50][1])  # The official figure is 6 x 4.8 inches.
+    r = _spectra('slices', tmp_path / 'a.npz', tmp_path / 'a.npz', f'--save={tmp_path / "new" / "slices.pdf"}',
+                 '--dpi=300', '--smooth=1')
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'new' / 'slices.pdf').read_bytes().startswith(b'%PDF')
+
+
+def test_smoothing_and_closing_of_the_plotted_spectrum():
+    spectrum = np.full([16, 16], 1e-3)
+    spectrum[0, 0] = 1e3  # DC: +30 dB against -30 dB elsewhere.
+    db = avg_spectra.centred_decibels(spectrum, image_size=4, smooth=0)
+    assert db.shape == (17, 17) and db[8, 8] == pytest.approx(30)
+    np.testing.assert_array_equal(db[-1], db[0])  # Both Nyquist edges shown.
+    smoothed = avg_spectra.centred_decibels(spectrum, image_size=4, smooth=1)
+    assert smoothed[8, 8] < 30 and smoothed[8, 9] > -30 and smoothed.sum() == pytest.approx(db.sum(), rel=0.05)

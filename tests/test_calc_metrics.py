@@ -51,12 +51,18 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _printed(stdout):
+    """The JSON result lines calc_metrics.py prints, by metric name (the last of each)."""
+    return {record['metric']: record for record in map(json.loads, [line for line in stdout.splitlines()
+                                                                      if line.startswith('{"results"')])}
+
+
 def test_metrics_end_to_end_with_cache_and_two_processes(workspace):
     net, data = workspace / 'net.pkl', workspace / 'data.zip'
     first = _calc(workspace, f'--network={net}', f'--data={data}', '--metrics=fid20_full,kid20_full,pr1k3_full,is40')
     assert first.returncode == 0, first.stderr
     assert first.stdout.count('dataset features') == 3  # FID, KID and PR each extract (two detectors)...
-    lines = {rec['metric']: rec for rec in map(json.loads, [l for l in first.stdout.splitlines() if l.startswith('{"results"')])}
+    lines = _printed(first.stdout)
     fid = lines['fid20_full']['results']['fid20_full']
     kid = lines['kid20_full']['results']['kid20_full']
     pr = lines['pr1k3_full']['results']
@@ -64,20 +70,20 @@ def test_metrics_end_to_end_with_cache_and_two_processes(workspace):
     assert 0 <= pr['pr1k3_full_precision'] <= 1 and 0 <= pr['pr1k3_full_recall'] <= 1
     assert lines['is40']['results']['is40_mean'] >= 1
     for metric in ('fid20_full', 'kid20_full', 'pr1k3_full', 'is40'):
-        records = _jsonl(workspace / f'metric-{metric}.jsonl')
-        assert set(records[-1]) >= {'results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp'}
-        assert records[-1]['snapshot_pkl'] == 'net.pkl'
+        assert set(lines[metric]) >= {'results', 'metric', 'total_time', 'total_time_str', 'num_gpus', 'snapshot_pkl', 'timestamp'}
+        assert lines[metric]['snapshot_pkl'] == str(net)
+    assert not list(workspace.glob('metric-*.jsonl'))  # Not in a training run: printed only, as the official tool.
 
     # Second run: dataset statistics come from the cache, the values are identical.
     second = _calc(workspace, f'--network={net}', f'--data={data}', '--metrics=fid20_full')
     assert second.returncode == 0, second.stderr
     assert 'dataset features' not in second.stdout and 'generator features' in second.stdout
-    assert _jsonl(workspace / 'metric-fid20_full.jsonl')[-1]['results']['fid20_full'] == fid
+    assert _printed(second.stdout)['fid20_full']['results']['fid20_full'] == fid
 
     # Two CPU processes give the same value as one.
     two = _calc(workspace, f'--network={net}', f'--data={data}', '--metrics=fid20_full,kid20_full', '--gpus=2')
     assert two.returncode == 0, two.stderr
-    records = _jsonl(workspace / 'metric-fid20_full.jsonl')[-1], _jsonl(workspace / 'metric-kid20_full.jsonl')[-1]
+    records = _printed(two.stdout)['fid20_full'], _printed(two.stdout)['kid20_full']
     assert records[0]['num_gpus'] == 2
     assert records[0]['results']['fid20_full'] == pytest.approx(fid, rel=1e-4)
     assert records[1]['results']['kid20_full'] == pytest.approx(kid, rel=1e-3, abs=1e-6)
@@ -156,7 +162,7 @@ def test_creps_scale_compares_with_resized_reals(workspace, tmp_path):
     r = calc('--metrics=fid20_full', '--scale=2')
     assert r.returncode == 0, r.stderr
     assert 'Rendering at 32x32' in r.stdout and 'dataset features' in r.stdout
-    record = _jsonl(tmp_path / 'metric-fid20_full.jsonl')[-1]
+    record = _printed(r.stdout)['fid20_full']
     assert record['scale'] == 2
 
     detector = torch.jit.load(str(workspace / 'inception.pt'))
@@ -178,10 +184,24 @@ def test_creps_scale_compares_with_resized_reals(workspace, tmp_path):
     # The resized statistics are cached apart from those at the training resolution.
     again = calc('--metrics=fid20_full', '--scale=2')
     assert again.returncode == 0 and 'dataset features' not in again.stdout
-    assert _jsonl(tmp_path / 'metric-fid20_full.jsonl')[-1]['results']['fid20_full'] == record['results']['fid20_full']
+    assert _printed(again.stdout)['fid20_full']['results']['fid20_full'] == record['results']['fid20_full']
     plain = calc('--metrics=fid20_full')
     assert plain.returncode == 0 and 'dataset features' in plain.stdout
-    assert 'scale' not in _jsonl(tmp_path / 'metric-fid20_full.jsonl')[-1]
+    assert 'scale' not in _printed(plain.stdout)['fid20_full']
+
+    # The CREPS protocol: a dataset prepared at the rendering resolution is used as it is. Holding exactly the
+    # resized images, it gives the same FID.
+    with zipfile.ZipFile(tmp_path / 'data32.zip', 'w') as zf:
+        for idx, image in enumerate(reals):
+            buf = io.BytesIO()
+            PIL.Image.fromarray(image).save(buf, format='png')
+            zf.writestr(f'00000/img{idx:08d}.png', buf.getvalue())
+    prepared = run_python(['calc_metrics.py', f'--inception={workspace / "inception.pt"}', f'--network={net}',
+                           f'--data={tmp_path / "data32.zip"}', '--workers=0', '--metrics=fid20_full', '--scale=2'],
+                          env=dict(DNNLIB_CACHE_DIR=str(tmp_path / 'cache')))
+    assert prepared.returncode == 0, prepared.stderr
+    assert 'against reals as they are' in prepared.stdout and 'dataset features' in prepared.stdout
+    assert _printed(prepared.stdout)['fid20_full']['results']['fid20_full'] == pytest.approx(record['results']['fid20_full'], rel=1e-5)
 
     # What cannot be evaluated at another scale is refused in one line.
     for args, message in [(['--metrics=fid20_full', f'--network={workspace / "net.pkl"}', '--scale=2'], 'not a CREPS network'),
@@ -210,3 +230,29 @@ def test_creps_ppl_at_scale_and_equivariance_refusal(workspace):
             metric_utils.MetricOptions(G=creps_networks.tiny_generator().mapping, scale=2)
     finally:
         metric_utils._detector_overrides.clear()
+
+
+def test_metrics_run_without_tf32(workspace):
+    """As the official tool: TF32 off for matmuls and convolutions (it shifts FID/KID on Ampere and newer GPUs)."""
+    import dnnlib
+    import calc_metrics
+    from metrics import metric_main
+    seen = {}
+    args = dnnlib.EasyDict(num_gpus=1, use_cuda=False, detector_overrides={}, G=torch.nn.Identity(), verbose=False,
+                           metrics=['fid20_full'], network_pkl='net.pkl', dataset_kwargs={}, data_loader_kwargs={},
+                           scale=1, run_dir=None)
+    def calc_metric(**kwargs):
+        seen.update(matmul=torch.backends.cuda.matmul.allow_tf32, cudnn=torch.backends.cudnn.allow_tf32)
+        return dict(metric='fid20_full', results={}, total_time=0, total_time_str='0s', num_gpus=1)
+    from torch_utils import training_stats
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    real_calc_metric, real_init = metric_main.calc_metric, training_stats.init_multiprocessing
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        metric_main.calc_metric = calc_metric
+        training_stats.init_multiprocessing = lambda **kwargs: None  # Once per process, and this one is pytest's.
+        calc_metrics.subprocess_fn(0, args, str(workspace))
+    finally:
+        metric_main.calc_metric, training_stats.init_multiprocessing = real_calc_metric, real_init
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert seen == dict(matmul=False, cudnn=False)

@@ -166,11 +166,14 @@ def test_mixed_formats(tmp_path):
     assert written['00000/img00000002.png'].shape == (8, 8, 3)
 
 
-def test_mnist(tmp_path):
+@pytest.mark.parametrize('as_file', [True, False], ids=['images-gz', 'folder'])
+def test_mnist(tmp_path, as_file):
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, size=[7, 28, 28], dtype=np.uint8)
     labels = rng.integers(0, 10, size=[7], dtype=np.uint8)
     source = _fake_mnist(tmp_path / 'mnist', images, labels)
+    if as_file:  # The official spelling: the images file, its labels file beside it.
+        source = os.path.join(source, 'train-images-idx3-ubyte.gz')
     result = _run_tool('--source', source, '--dest', tmp_path / 'mnist.zip')
     assert result.returncode == 0, result.stderr
     written, written_labels = _read_dataset(tmp_path / 'mnist.zip')
@@ -184,7 +187,7 @@ def test_mnist(tmp_path):
 def test_mnist_with_a_bad_header_is_refused(tmp_path):
     source = _fake_mnist(tmp_path / 'mnist', np.zeros([2, 28, 28], np.uint8), np.zeros([3], np.uint8))
     result = _run_tool('--source', source, '--dest', tmp_path / 'out.zip')
-    _assert_refused(result, r"has 2 images but 3 labels", tmp_path / 'out.zip')
+    _assert_refused(result, r"has 2 images but .*labels-idx1-ubyte.gz. has 3 labels", tmp_path / 'out.zip')
 
 
 def test_cifar10(tmp_path):
@@ -237,22 +240,57 @@ def test_center_crop(tmp_path):
     np.testing.assert_array_equal(written['00000/img00000001.png'], tall[4:12, :])
 
 
-def test_center_crop_wide(tmp_path):
+def _assert_letterboxed(written, contents):
+    """The written 16x16 images hold `contents` (16x8 each) between black bars of 4 rows."""
+    for idx, content in enumerate(contents):
+        image = written[f'00000/img{idx:08d}.png']
+        assert image.shape == (16, 16, 3)
+        np.testing.assert_array_equal(image[4:12], content)
+        assert image[:4].max() == 0 and image[12:].max() == 0
+
+
+def test_center_crop_wide_as_the_official_tool(tmp_path):
+    """The middle round(W * height / width) rows, resized to WxH whatever their aspect, letterboxed into WxW."""
+    wide = _random_image((32, 16))     # Rows 4..11 (8 = 16 * 16 / 32), all 32 columns squeezed to 16.
+    square = _random_image((16, 16), seed=1)  # All 16 rows kept, squeezed to 8.
+    very_wide = _random_image((32, 8), seed=2)  # 4 rows would be kept: fewer than 8, left out.
+    narrow = _random_image((8, 16), seed=3)  # Narrower than 16: left out.
+    source = _image_folder(tmp_path / 'src', {'a.png': wide, 'b.png': square, 'c.png': very_wide, 'd.png': narrow})
+    result = _run_tool('--source', source, '--dest', tmp_path / 'out.zip', '--transform=center-crop-wide',
+        '--resolution=16,8')
+    assert result.returncode == 0, result.stderr
+    assert 'left out 2 smaller than 16x8' in result.stdout
+    written, _labels = _read_dataset(tmp_path / 'out.zip')
+    assert sorted(written) == _expected_fnames(2)
+    lanczos = lambda image: np.asarray(PIL.Image.fromarray(image).resize((16, 8), PIL.Image.Resampling.LANCZOS))
+    _assert_letterboxed(written, [lanczos(wide[4:12]), lanczos(square)])
+
+
+def test_center_crop_wide_keep_aspect(tmp_path):
     very_wide = _random_image((32, 8))  # Aspect 4:1 -> the middle 16x8.
     square = _random_image((16, 16), seed=1) # Aspect 1:1 -> the middle 16x8.
     tiny = _random_image((8, 4), seed=2) # Smaller than 16x8: left out, not upscaled.
     source = _image_folder(tmp_path / 'src', {'a.png': very_wide, 'b.png': square, 'c.png': tiny})
-    result = _run_tool('--source', source, '--dest', tmp_path / 'out.zip', '--transform=center-crop-wide',
+    result = _run_tool('--source', source, '--dest', tmp_path / 'out.zip', '--transform=center-crop-wide-keep-aspect',
         '--resolution=16x8')
     assert result.returncode == 0, result.stderr
     assert 'left out 1 smaller than 16x8' in result.stdout
     written, _labels = _read_dataset(tmp_path / 'out.zip')
     assert sorted(written) == _expected_fnames(2)
-    for fname, content in [('00000/img00000000.png', very_wide[:, 8:24]), ('00000/img00000001.png', square[4:12])]:
-        image = written[fname]
-        assert image.shape == (16, 16, 3)
-        np.testing.assert_array_equal(image[4:12], content) # Letterboxed between black bars.
-        assert image[:4].max() == 0 and image[12:].max() == 0
+    _assert_letterboxed(written, [very_wide[:, 8:24], square[4:12]])
+
+
+def test_max_images_counts_images_read_and_names_follow_the_source(tmp_path):
+    """As the official tool: --max-images=N reads N source images; those left out leave gaps in the names."""
+    images = {'a.png': _random_image(8), 'b.png': _random_image(4, seed=1), 'c.png': _random_image(8, seed=2),
+              'd.png': _random_image(8, seed=3)}
+    source = _image_folder(tmp_path / 'src', images)
+    result = _run_tool('--source', source, '--dest', tmp_path / 'out.zip', '--transform=center-crop-wide',
+        '--resolution=8x8', '--max-images=3')
+    assert result.returncode == 0, result.stderr
+    written, _labels = _read_dataset(tmp_path / 'out.zip')
+    assert sorted(written) == ['00000/img00000000.png', '00000/img00000002.png']  # b.png is too small.
+    np.testing.assert_array_equal(written['00000/img00000002.png'], images['c.png'])
 
 
 def test_resolution_resizes_with_lanczos(tmp_path):
@@ -331,7 +369,7 @@ def test_missing_or_empty_source_is_refused(tmp_path):
         r"--source '.*empty' contains no images", tmp_path / 'out.zip')
 
 
-def test_existing_destination_is_refused(tmp_path):
+def test_existing_destination_folder_is_refused_and_zip_replaced(tmp_path):
     source = _single(8)(tmp_path / 'src')
     os.makedirs(tmp_path / 'full')
     (tmp_path / 'full' / 'keep.txt').write_text('precious')
@@ -340,11 +378,10 @@ def test_existing_destination_is_refused(tmp_path):
     assert result.stderr.strip() == f"Error: --dest '{tmp_path / 'full'}' already exists and is not empty"
     assert os.listdir(tmp_path / 'full') == ['keep.txt']
 
-    (tmp_path / 'old.zip').write_bytes(b'PK old data')
+    (tmp_path / 'old.zip').write_bytes(b'PK old data')  # An existing zip is replaced, as the official tool does.
     result = _run_tool('--source', source, '--dest', tmp_path / 'old.zip')
-    assert result.returncode != 0 and 'Traceback' not in result.stderr
-    assert result.stderr.strip() == f"Error: --dest '{tmp_path / 'old.zip'}' already exists"
-    assert (tmp_path / 'old.zip').read_bytes() == b'PK old data'
+    assert result.returncode == 0, result.stderr
+    assert sorted(_read_dataset(tmp_path / 'old.zip')[0]) == _expected_fnames(1)
 
     os.makedirs(tmp_path / 'empty')
     assert _run_tool('--source', source, '--dest', tmp_path / 'empty').returncode == 0 # An empty folder is fine.

@@ -17,6 +17,13 @@ def net(tmp_path_factory):
     return G, save_network_pkl(G, root / 'net.pkl')
 
 
+def test_grid_takes_both_official_spellings():
+    assert gen_video.parse_grid('4x2') == gen_video.parse_grid('4,2') == (4, 2)
+    for bad in ('4', '4x', 'x2', '0,2', '4;2', '4x2x1'):
+        with pytest.raises(Exception, match='WxH or W,H'):
+            gen_video.parse_grid(bad)
+
+
 def _read_video(path):
     reader = imageio.get_reader(str(path))
     try:
@@ -28,7 +35,7 @@ def _read_video(path):
 def test_video_frame_count_size_and_content(net, tmp_path):
     G, pkl = net
     output = tmp_path / 'lerp.mp4'
-    r = run_python(['gen_video.py', f'--network={pkl}', '--seeds=0-3', '--grid=2x1', '--w-frames=3', f'--output={output}'])
+    r = run_python(['gen_video.py', f'--network={pkl}', '--seeds=0-3', '--grid=2,1', '--w-frames=3', f'--output={output}'])
     assert r.returncode == 0, r.stderr
     frames = _read_video(output)
     assert frames.shape == (2 * 3, 16, 2 * 16, 3)  # seeds / (W*H) keyframes * w_frames frames; the grid side by side.

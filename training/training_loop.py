@@ -4,6 +4,7 @@ progress, image grids, statistics, network snapshots and training states.
 Every process of a distributed run executes `training_loop()`; only rank 0 writes files.
 """
 
+import contextlib
 import copy
 import json
 import os
@@ -86,7 +87,7 @@ def training_loop(
         img = misc.print_module_summary(G, [z, c])
         misc.print_module_summary(D, [img, c])
     augment_pipe = setup_augment_pipe(augment_kwargs=augment_kwargs, augment_p=augment_p, ada_target=ada_target,
-        resume_data=resume_data, device=device)
+        device=device)
     broadcast_from_rank0([G, D, G_ema, augment_pipe], num_gpus=num_gpus, rank=rank)
 
     # Loss, phases (with lazy regularisation) and the training state they advance.
@@ -109,7 +110,8 @@ def training_loop(
     grid = export_sample_grids(run_dir=run_dir, training_set=training_set, G_ema=G_ema, random_seed=random_seed,
         batch_gpu=batch_gpu, device=device, write_init=saved_state is None) if rank == 0 else None
 
-    logs = RunLogs(run_dir=run_dir, rank=rank)
+    logs = RunLogs(run_dir=run_dir, rank=rank, continue_from_nimg=state.cur_nimg if saved_state is not None else None)
+    phase_times = PhaseTimes(device=device)
     try:
         if state.cur_nimg >= total_kimg * 1000:
             if rank == 0:
@@ -129,8 +131,9 @@ def training_loop(
                 z_dim=G.z_dim, batch_gpu=batch_gpu, device=device)
             for phase, (gen_z, gen_c) in zip(phases, fakes):
                 if state.batch_idx % phase.interval == 0:
-                    run_phase(phase=phase, loss=loss, reals=reals, gen_z=gen_z, gen_c=gen_c, num_rounds=num_rounds,
-                              num_gpus=num_gpus, cur_nimg=state.cur_nimg)
+                    with phase_times.measure(phase.name):
+                        run_phase(phase=phase, loss=loss, reals=reals, gen_z=gen_z, gen_c=gen_c, num_rounds=num_rounds,
+                                  num_gpus=num_gpus, cur_nimg=state.cur_nimg)
             with torch.autograd.profiler.record_function('Gema'):
                 ema_nimg = ema_kimg * 1000 if ema_rampup is None else min(ema_kimg * 1000, state.cur_nimg * ema_rampup)
                 update_ema(G_ema, G, ema_beta=0.5 ** (batch_size / max(ema_nimg, 1e-8)))
@@ -144,6 +147,7 @@ def training_loop(
             if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + kimg_per_tick * 1000:
                 continue
             tick_end_time = time.time()
+            phase_times.report()
             report_tick(state=state, start_time=start_time, tick_start_time=tick_start_time, tick_end_time=tick_end_time,
                         maintenance_time=maintenance_time, device=device, rank=rank)
             if not done and abort_fn is not None and abort_fn():
@@ -237,15 +241,13 @@ def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank
     return G, D, G_ema, resume_data
 
 
-def setup_augment_pipe(augment_kwargs, augment_p, ada_target, resume_data, device):
-    """The augmentation pipeline, or None; with ADA, a pickle's pipe hands over the p it had reached."""
+def setup_augment_pipe(augment_kwargs, augment_p, ada_target, device):
+    """The augmentation pipeline, or None. It starts at `augment_p` even when resuming from a pickle, as the
+    official recipe does (ADA finds its level again); continuing a run exactly restores p from the state file."""
     if augment_kwargs is None or (augment_p == 0 and ada_target is None):
         return None
     augment_pipe = dnnlib.util.construct_class_by_name(**augment_kwargs).train().requires_grad_(False).to(device)
     augment_pipe.p.copy_(torch.as_tensor(augment_p))
-    resumed_pipe = resume_data['augment_pipe'] if resume_data is not None else None
-    if ada_target is not None and isinstance(resumed_pipe, torch.nn.Module) and hasattr(resumed_pipe, 'p'):
-        augment_pipe.p.copy_(resumed_pipe.p.detach().to(device))
     return augment_pipe
 
 
@@ -320,6 +322,36 @@ def run_phase(phase, loss, reals, gen_z, gen_c, num_rounds, num_gpus, cur_nimg):
     with torch.autograd.profiler.record_function(phase.name + '_opt'):
         training_stats.report0('Progress/nonfinite_grads', reduce_and_clean_gradients(phase.module, num_gpus))
         phase.opt.step()
+
+
+class PhaseTimes:
+    """Milliseconds each phase run takes, reported as Timing/<phase> (Timing/Gmain, ...) once per tick. On a GPU
+    CUDA events time the device's work without making the loop wait for it until the tick ends."""
+
+    def __init__(self, device):
+        self.cuda = device.type == 'cuda'
+        self.measured = []  # (phase name, milliseconds, or a pair of CUDA events)
+
+    @contextlib.contextmanager
+    def measure(self, name):
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.measured.append((name, (start, end)))
+        else:
+            start = time.perf_counter()
+            yield
+            self.measured.append((name, (time.perf_counter() - start) * 1e3))
+
+    def report(self):
+        for name, value in self.measured:
+            if isinstance(value, tuple):
+                value[1].synchronize()
+                value = value[0].elapsed_time(value[1])
+            training_stats.report0(f'Timing/{name}', value)
+        self.measured = []
 
 
 def reduce_and_clean_gradients(module, num_gpus):
@@ -436,15 +468,19 @@ def cpu_memory_gb():
 class RunLogs:
     """stats.jsonl and TensorBoard scalars of a run (rank 0), one entry per tick; metrics carried forward."""
 
-    def __init__(self, run_dir, rank):
+    def __init__(self, run_dir, rank, continue_from_nimg=None):
         self.collector = training_stats.Collector(regex='.*')
         self.metrics = dict()
         self.jsonl = None
         self.tfevents = None
         if rank == 0:
             print('Initializing logs...')
+            purge_step = None
+            if continue_from_nimg is not None:  # Ticks logged after the snapshot the run continues from are redone.
+                forget_logs_after(run_dir, continue_from_nimg)
+                purge_step = int(continue_from_nimg / 1e3) + 1
             self.jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
-            self.tfevents = open_tensorboard(run_dir)
+            self.tfevents = open_tensorboard(run_dir, purge_step=purge_step)
 
     def write_tick(self, cur_nimg, elapsed, metric_results):
         self.collector.update()  # Every process takes part.
@@ -475,13 +511,43 @@ class RunLogs:
                 log.close()
 
 
-def open_tensorboard(run_dir):
+def forget_logs_after(run_dir, nimg):
+    """Drops the stats.jsonl ticks and metric-*.jsonl results of a run directory that come after `nimg` images:
+    a continued run logs them again, and each kimg should appear once."""
+    def stats_nimg(record):
+        return record.get('Progress/kimg', {}).get('mean', 0) * 1e3
+    def metric_nimg(record):  # Snapshot names give at least the snapshot's kimg (fractional stems exactly).
+        match = snapshots.SNAPSHOT_PATTERN.fullmatch(os.path.basename(str(record.get('snapshot_pkl'))))
+        return 0 if match is None else int(match.group(1)) * 1000 + int(match.group(2) or 0)
+    logs = [('stats.jsonl', stats_nimg)] + [(name, metric_nimg) for name in sorted(os.listdir(run_dir))
+                                            if name.startswith('metric-') and name.endswith('.jsonl')]
+    for name, record_nimg in logs:
+        path = os.path.join(run_dir, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            lines = f.read().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                late = record_nimg(json.loads(line)) > nimg + 0.5
+            except (ValueError, AttributeError, TypeError):
+                late = False  # Not ours to judge: kept as it is.
+            if not late:
+                kept.append(line)
+        if len(kept) != len(lines):
+            print(f'Dropping {len(lines) - len(kept)} entries logged after kimg {nimg / 1e3:g} from {name}')
+            snapshots.write_atomically(path, lambda f, text=''.join(kept): f.write(text.encode()))
+
+
+def open_tensorboard(run_dir, purge_step=None):
+    """A SummaryWriter; `purge_step` hides the steps from there on that an earlier process logged."""
     try:
         import torch.utils.tensorboard as tensorboard
     except ImportError as err:
         print(f'Skipping TensorBoard export: torch.utils.tensorboard is not available ({err})')
         return None
-    return tensorboard.SummaryWriter(run_dir)
+    return tensorboard.SummaryWriter(run_dir, purge_step=purge_step)
 
 # ----------------------------------------------------------------------------
 # Image grids.

@@ -9,6 +9,15 @@ from viz.widget import Widget
 
 MAX_RECENT = 12
 
+# The pretrained networks NVIDIA publishes on NGC, offered in the Recent list as the official visualizer does.
+_NGC = 'https://api.ngc.nvidia.com/v2/models/nvidia/research'
+PRETRAINED = [f'{_NGC}/stylegan3/versions/1/files/stylegan3-{cfg}-{data}.pkl' for cfg in ('r', 't') for data in (
+    'afhqv2-512x512', 'ffhq-1024x1024', 'ffhqu-1024x1024', 'ffhqu-256x256', 'metfaces-1024x1024',
+    'metfacesu-1024x1024')] + [f'{_NGC}/stylegan2/versions/1/files/stylegan2-{data}.pkl' for data in (
+    'afhqcat-512x512', 'afhqdog-512x512', 'afhqv2-512x512', 'afhqwild-512x512', 'brecahad-512x512',
+    'celebahq-256x256', 'cifar10-32x32', 'ffhq-1024x1024', 'ffhq-256x256', 'ffhq-512x512', 'ffhqu-1024x1024',
+    'ffhqu-256x256', 'lsundog-256x256', 'metfaces-1024x1024', 'metfacesu-1024x1024')]
+
 
 def add_recent(recent, pkl):
     """The recent list with `pkl` first, without duplicates, at most MAX_RECENT long."""
@@ -58,11 +67,14 @@ class PickleWidget(Widget):
         if imgui.button('Load'):
             self.load(self.path)
 
-        if imgui_utils.button('Recent...', enabled=bool(self.recent)):
+        if imgui.button('Recent...'):
             imgui.open_popup('recent_pickles')
         if imgui.begin_popup('recent_pickles'):
-            for pkl in self.recent:
-                if imgui.selectable(pkl, pkl == self.current)[0]:
+            for pkl in self.recent + [None] + [url for url in PRETRAINED if url not in self.recent]:
+                if pkl is None:
+                    imgui.separator()
+                    imgui_utils.dim_text('Pretrained (NGC)')
+                elif imgui.selectable(pkl, pkl == self.current)[0]:
                     self.load(pkl)
             imgui.end_popup()
         imgui.same_line()

@@ -97,3 +97,39 @@ def test_save_image_grid_layout(tmp_path):
     grid = np.asarray(PIL.Image.open(path))
     assert grid.shape == (8, 12, 3)
     assert grid[4:8, 4:8].min() == 255 and grid[:4].max() == 0 and grid[4:8, :4].max() == 0
+
+
+def test_accumulation_rounds_average_gradients_and_adam_steps_as_with_the_sum():
+    """Rounds of --batch-gpu average their gradients (the official code adds them up): 4 rounds of 2 give the
+    gradient of 1 round of 8, so the step does not depend on how a batch is split. Under Adam, which divides by
+    the gradient's scale, the step from the official sum (4 times larger) differs only through eps."""
+    import dnnlib
+
+    class MeanLoss:  # A per-round loss averaged over the round's samples, as the real losses are.
+        def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+            (module(real_img).mean(dim=0).sum() * gain).backward()
+
+    def one_step(batches, start, grad_scale=1):
+        with torch.no_grad():
+            for param, value in zip(module.parameters(), start):
+                param.copy_(value)
+        opt = torch.optim.Adam(module.parameters(), lr=0.01, betas=(0.0, 0.99), eps=1e-8)
+        phase = dnnlib.EasyDict(name='Dmain', module=module, opt=opt, interval=1, gain=grad_scale)
+        tl.run_phase(phase=phase, loss=MeanLoss(), reals=(batches, [None] * len(batches)), gen_z=[None] * len(batches),
+                     gen_c=[None] * len(batches), num_rounds=len(batches), num_gpus=1, cur_nimg=0)
+        return [p.grad.clone() for p in module.parameters()], [p.detach().clone() for p in module.parameters()]
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(5, 4)
+    start = [p.detach().clone() for p in module.parameters()]
+    batch = torch.randn([8, 5])
+    grads_4x2, params_4x2 = one_step(list(batch.split(2)), start)
+    grads_1x8, params_1x8 = one_step([batch], start)
+    grads_sum, params_sum = one_step(list(batch.split(2)), start, grad_scale=4)  # The official convention.
+    for ours, whole, summed in zip(grads_4x2, grads_1x8, grads_sum):
+        torch.testing.assert_close(ours, whole)
+        torch.testing.assert_close(summed, 4 * whole)
+    for ours, whole, summed, before in zip(params_4x2, params_1x8, params_sum, start):
+        torch.testing.assert_close(ours, whole)
+        torch.testing.assert_close(ours, summed, rtol=0, atol=1e-6)  # 1e-4 of the step (lr).
+        assert (ours - before).abs().min() > 1e-3  # A real step was taken.

@@ -1,6 +1,7 @@
 """What the panels compute without drawing: recent list, folder listing, capture names, requests, animation."""
 
 import os
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ from viz import app as viz_app  # noqa: E402
 from viz.capture_widget import next_capture_path  # noqa: E402
 from viz.equivariance_widget import EquivarianceWidget  # noqa: E402
 from viz.latent_widget import LatentWidget  # noqa: E402
-from viz.pickle_widget import MAX_RECENT, add_recent, list_folder  # noqa: E402
+from viz.pickle_widget import MAX_RECENT, PRETRAINED, add_recent, list_folder  # noqa: E402
 from viz.renderer import NetworkInfo  # noqa: E402
 from viz.stylemix_widget import StyleMixWidget  # noqa: E402
 
@@ -34,6 +35,16 @@ def test_recent_list():
     assert add_recent(recent, 'a.pkl') == ['a.pkl', 'b.pkl']
     long = [f'{i}.pkl' for i in range(MAX_RECENT)]
     assert add_recent(long, 'new.pkl') == ['new.pkl'] + long[:-1]
+
+
+def test_pretrained_list_names_the_published_pickles():
+    """As in the official visualizer: the StyleGAN3 (T and R) and StyleGAN2 pickles on NGC, each once."""
+    assert len(PRETRAINED) == len(set(PRETRAINED)) == 12 + 15
+    for url in PRETRAINED:
+        assert url.startswith('https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan')
+        assert re.fullmatch(r'stylegan(3-[rt]|2)-[a-z0-9]+-\d+x\d+\.pkl', url.rsplit('/', 1)[1]), url
+    assert sum('/stylegan3/versions/1/files/stylegan3-t-' in url for url in PRETRAINED) == 6
+    assert PRETRAINED[0].endswith('/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl')
 
 
 def test_folder_listing(tmp_path):

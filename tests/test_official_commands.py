@@ -1,0 +1,103 @@
+"""The commands of the official StyleGAN3 README, run as written. Tiny networks stand in for the published
+pickles and small detectors for the published ones: they are put in the download cache under the official
+URLs, where a first download would have put the real files. `~` is a temporary home folder. Where a
+command would take hours on a CPU, only a size is changed, and the comment says so."""
+
+import os
+import pickle
+import shlex
+import time
+
+import numpy as np
+import pytest
+
+import dnnlib
+from helpers import REPO_ROOT, run_python
+from metric_standins import write_standin_detectors
+from metrics import metric_utils
+from test_dataset_tool import _fake_cifar10
+
+NGC = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files'
+
+
+@pytest.fixture(scope='module')
+def home(tmp_path_factory):
+    root = tmp_path_factory.mktemp('official-commands')
+    cache = root / 'cache'
+    downloads = cache / 'downloads'
+    downloads.mkdir(parents=True)
+    from training import networks_stylegan3
+    for resolution, names in ((16, ['stylegan3-r-afhqv2-512x512.pkl', 'stylegan3-r-ffhq-1024x1024.pkl']),
+                              (32, ['stylegan3-t-ffhq-1024x1024.pkl'])):  # 32: compared with the CIFAR-10 stand-in.
+        G = networks_stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=resolution, img_channels=3,
+                                         channel_base=128, channel_max=16, num_layers=4,
+                                         mapping_kwargs=dict(num_layers=1)).eval()
+        pkl = str(root / f'tiny-sg3-{resolution}.pkl')
+        with open(pkl, 'wb') as f:  # As the published pickles: the dataset they were trained on, by its path there.
+            pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=dict(
+                class_name='training.dataset.ImageFolderDataset', path='/data/ffhq-1024x1024.zip', use_labels=False,
+                max_size=70000, xflip=True, resolution=resolution, random_seed=0)), f)
+        for name in names:
+            os.link(pkl, dnnlib.util.url_cache_path(f'{NGC}/{name}', cache_dir=str(downloads)))
+    inception, _vgg16 = write_standin_detectors(root)
+    os.link(inception, dnnlib.util.url_cache_path(metric_utils.INCEPTION_URL, cache_dir=str(downloads)))
+    _fake_cifar10(root / 'cifar-10-python.tar.gz', batch_size=8)
+    (root / 'home').mkdir()
+    return root
+
+
+def official(home, command, cwd=None):
+    """Runs a README command line (`python script.py ...`) with HOME and the download cache of `home`."""
+    args = shlex.split(command.replace('\\\n', ' '))
+    assert args[0] == 'python'
+    env = dict(HOME=str(home / 'home'), DNNLIB_CACHE_DIR=str(home / 'cache'), MPLBACKEND='Agg',
+               XDG_CACHE_HOME=os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')))  # Built plugins.
+    start = time.time()
+    result = run_python([os.path.join(REPO_ROOT, args[1])] + args[2:], cwd=cwd, env=env, timeout=900)
+    print(f'{time.time() - start:5.1f} s  {command}')
+    assert result.returncode == 0, f'{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+    return result
+
+
+def test_readme_commands(home):
+    workdir = home / 'work'
+    workdir.mkdir()
+    run = lambda command: official(home, command, cwd=str(workdir))
+
+    # Getting started.
+    run(f'python gen_images.py --outdir=out --trunc=1 --seeds=2 --network={NGC}/stylegan3-r-afhqv2-512x512.pkl')
+    assert (workdir / 'out' / 'seed0002.png').is_file()
+    run(f'python gen_video.py --output=lerp.mp4 --trunc=1 --seeds=0-31 --grid=4x2 '
+        f'--network={NGC}/stylegan3-r-afhqv2-512x512.pkl')
+    assert (workdir / 'lerp.mp4').stat().st_size > 0
+
+    # Preparing datasets (the CIFAR-10 archive is a small one of the same layout).
+    run(f'python dataset_tool.py --source={home}/cifar-10-python.tar.gz --dest=~/datasets/cifar10-32x32.zip')
+    dataset = home / 'home' / 'datasets' / 'cifar10-32x32.zip'
+    assert dataset.is_file()
+
+    # Training: the README's command (8 GPUs) checked with --dry-run, which prints the options it would use.
+    result = run('python train.py --outdir=~/training-runs --cfg=stylegan3-t --data=~/datasets/cifar10-32x32.zip '
+                 '--gpus=8 --batch=32 --gamma=8.2 --mirror=1 --dry-run')
+    assert '"num_gpus": 8' in result.stdout and '"batch_size": 32' in result.stdout
+    assert not (home / 'home' / 'training-runs').exists() or not os.listdir(home / 'home' / 'training-runs')
+
+    # Quality metrics (sizes: 200 generated images instead of 50k).
+    run(f'python calc_metrics.py --metrics=eqt200_int,eqr200 --network={NGC}/stylegan3-r-ffhq-1024x1024.pkl')
+    run(f'python calc_metrics.py --metrics=fid200_full --data=~/datasets/cifar10-32x32.zip --mirror=1 '
+        f'--network={NGC}/stylegan3-t-ffhq-1024x1024.pkl')
+
+    # Spectral analysis (size: 16 generated images instead of 70000).
+    result = run('python avg_spectra.py stats --source=~/datasets/cifar10-32x32.zip')
+    assert '--mean=' in result.stdout and '--std=' in result.stdout
+    run('python avg_spectra.py calc --source=~/datasets/cifar10-32x32.zip --dest=tmp/training-data.npz '
+        '--mean=112.684 --std=69.509')
+    run(f'python avg_spectra.py calc --source={NGC}/stylegan3-r-ffhq-1024x1024.pkl --dest=tmp/stylegan3-r.npz '
+        f'--mean=112.684 --std=69.509 --num=16')
+    run('python avg_spectra.py heatmap tmp/training-data.npz --save=tmp/training-data.png --dpi=300')
+    run('python avg_spectra.py heatmap tmp/stylegan3-r.npz --save=tmp/stylegan3-r.png --dpi=300')
+    run('python avg_spectra.py slices tmp/training-data.npz tmp/stylegan3-r.npz --save=tmp/slices.png --dpi=300')
+    for name in ('training-data.npz', 'stylegan3-r.npz', 'training-data.png', 'stylegan3-r.png', 'slices.png'):
+        assert (workdir / 'tmp' / name).stat().st_size > 0, name
+    with np.load(workdir / 'tmp' / 'training-data.npz') as data:
+        assert data['spectrum'].shape == (128, 128) and int(data['image_size']) == 32
