@@ -101,3 +101,48 @@ def test_readme_commands(home):
         assert (workdir / 'tmp' / name).stat().st_size > 0, name
     with np.load(workdir / 'tmp' / 'training-data.npz') as data:
         assert data['spectrum'].shape == (128, 128) and int(data['image_size']) == 32
+
+
+# The Options column of the official docs/configs.md, each distinct line once (those that add --resume=URL
+# need the published 1024x1024 pickles, whose loading the training tests cover with small ones).
+CONFIGS_MD_OPTIONS = [
+    '--cfg=stylegan3-t --gpus=8 --batch=32 --gamma=8.2 --mirror=1',
+    '--cfg=stylegan3-t --gpus=1 --batch=32 --gamma=0.5 --batch-gpu=16 --snap=10',
+    '--cfg=stylegan3-t --gpus=2 --batch=32 --gamma=0.5 --snap=20',
+    '--cfg=stylegan3-t --gpus=4 --batch=32 --gamma=0.5',
+    '--cfg=stylegan3-r --gpus=1 --batch=32 --gamma=0.5 --batch-gpu=16 --snap=10',
+    '--cfg=stylegan3-r --gpus=2 --batch=32 --gamma=2 --batch-gpu=8 --snap=20',
+    '--cfg=stylegan3-t --gpus=1 --batch=32 --gamma=32 --batch-gpu=4 --snap=5',
+    '--cfg=stylegan3-r --gpus=4 --batch=32 --gamma=32 --batch-gpu=4 --snap=20',
+    '--cfg=stylegan3-r --gpus=8 --batch=32 --gamma=32',
+    '--cfg=stylegan2 --gpus=8 --batch=32 --gamma=10 --mirror=1 --aug=noaug',
+    '--cfg=stylegan3-t --gpus=8 --batch=32 --gamma=32.8 --mirror=1 --aug=noaug',
+    '--cfg=stylegan3-r --gpus=8 --batch=32 --gamma=32.8 --mirror=1 --aug=noaug',
+    '--cfg=stylegan2 --gpus=8 --batch=32 --gamma=5 --mirror=1',
+    '--cfg=stylegan3-r --gpus=8 --batch=32 --gamma=16.4 --mirror=1',
+    '--cfg=stylegan2 --gpus=8 --batch=64 --gamma=1 --mirror=1 --aug=noaug --cbase=16384 --glr=0.0025 --dlr=0.0025 --mbstd-group=8',
+    '--cfg=stylegan3-t --gpus=8 --batch=64 --gamma=1 --mirror=1 --aug=noaug --cbase=16384 --dlr=0.0025',
+    '--cfg=stylegan2 --gpus=1 --batch=32 --gamma=0.1024 --map-depth=2 --glr=0.0025 --dlr=0.0025 --cbase=16384',
+    '--cfg=stylegan2 --gpus=2 --batch=64 --gamma=0.0512 --map-depth=2 --glr=0.0025 --dlr=0.0025 --cbase=16384',
+    '--cfg=stylegan2 --gpus=1 --batch=16 --gamma=0.8192 --map-depth=2 --glr=0.0025 --dlr=0.0025 --cbase=16384',
+    '--cfg=stylegan2 --gpus=1 --batch=8 --gamma=6.5536 --map-depth=2 --glr=0.0025 --dlr=0.0025',
+    '--cfg=stylegan2 --gpus=1 --batch=4 --gamma=52.4288 --map-depth=2',
+    '--cfg=stylegan2 --gpus=8 --batch=32 --gamma=6.5536 --map-depth=2',
+    '--cfg=stylegan2 --gpus=8 --batch=32 --gamma=10',
+    '--cfg=stylegan2 --gpus=8 --batch=64 --gamma=1 --cbase=16384 --glr=0.0025 --dlr=0.0025 --mbstd-group=8',
+    '--cfg=stylegan2 --gpus=8 --batch=64 --gamma=0.5 --glr=0.0025 --dlr=0.0025 --mbstd-group=8',
+    '--cfg=stylegan2 --gpus=8 --batch=32 --gamma=2',
+]
+
+
+def test_configs_md_options_are_accepted(home):
+    """Every configuration of the official docs/configs.md, checked with --dry-run (it prints the options)."""
+    cifar = home / 'home' / 'datasets' / 'cifar10-32x32.zip'
+    if not cifar.is_file():
+        official(home, f'python dataset_tool.py --source={home}/cifar-10-python.tar.gz --dest=~/datasets/cifar10-32x32.zip')
+    for options in CONFIGS_MD_OPTIONS:
+        result = official(home, f'python train.py --outdir=~/training-runs --data=~/datasets/cifar10-32x32.zip {options} '
+                                f'--dry-run')
+        gpus = int(options.split('--gpus=')[1].split()[0])
+        batch = int(options.split('--batch=')[1].split()[0])
+        assert f'Number of processes: {gpus}' in result.stdout and f'Batch size:          {batch} images' in result.stdout
