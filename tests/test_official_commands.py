@@ -146,3 +146,64 @@ def test_configs_md_options_are_accepted(home):
         gpus = int(options.split('--gpus=')[1].split()[0])
         batch = int(options.split('--batch=')[1].split()[0])
         assert f'Number of processes: {gpus}' in result.stdout and f'Batch size:          {batch} images' in result.stdout
+
+
+def test_our_readme_usage_commands(home):
+    """The Usage commands of this project's README.md, on a fresh working folder: the networks they name are tiny
+    stand-ins, the datasets are made by the first command. Sizes changed: the dataset resolutions (32 and 16
+    instead of 512 and 256), the metrics' sample counts and the projection's steps; the training commands are
+    checked with --dry-run; the visualizer lines are covered by tests/test_visualizer.py."""
+    import PIL.Image
+    import torch
+
+    import creps_networks
+    from training import networks_stylegan3
+    work = home / 'readme'
+    work.mkdir()
+    torch.manual_seed(0)
+    G3 = networks_stylegan3.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3, channel_base=128,
+                                      channel_max=16, num_layers=6, mapping_kwargs=dict(num_layers=1)).eval()
+    for name, G in (('network-snapshot-005000.pkl', G3), ('stylegan3-r.pkl', G3),
+                    ('creps-snapshot.pkl', creps_networks.tiny_generator(img_resolution=16))):
+        with open(work / name, 'wb') as f:
+            pickle.dump(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None), f)
+    _inception, vgg16 = write_standin_detectors(work)
+    vgg16_cache = dnnlib.util.url_cache_path(metric_utils.VGG16_URL, cache_dir=str(home / 'cache' / 'downloads'))
+    if not os.path.exists(vgg16_cache):
+        os.link(vgg16, vgg16_cache)
+    cats = home / 'home' / 'downloads' / 'afhq' / 'train' / 'cat'
+    cats.mkdir(parents=True)
+    rnd = np.random.RandomState(0)
+    for idx in range(12):
+        PIL.Image.fromarray((rnd.rand(48, 48, 3) * 255).astype(np.uint8)).save(cats / f'cat{idx}.png')
+    PIL.Image.fromarray((rnd.rand(32, 32, 3) * 255).astype(np.uint8)).save(work / 'cat.png')
+    run = lambda command: official(home, command, cwd=str(work))
+
+    run('python dataset_tool.py --source=~/downloads/afhq/train/cat --dest=~/datasets/afhqcat-512x512.zip --resolution=32x32')
+    run('python dataset_tool.py --source=~/downloads/afhq/train/cat --dest=~/datasets/ffhq-256x256.zip --resolution=16x16')
+    run('python train.py --outdir=training-runs --cfg=stylegan3-t --data=~/datasets/afhqcat-512x512.zip '
+        '--gpus=8 --batch=32 --gamma=8.2 --mirror=1 --dry-run')
+    run('python train.py --outdir=training-runs --cfg=creps --data=~/datasets/ffhq-256x256.zip --gpus=8 --batch=32 '
+        '--gamma=10 --mirror=1 --aug=noaug --dry-run')
+    run('python gen_images.py --network=creps-snapshot.pkl --seeds=0-7 --scale=2 --outdir=out')
+    assert PIL.Image.open(work / 'out' / 'seed0007.png').size == (32, 32)
+    run('python calc_metrics.py --metrics=fid200_full --scale=2 --network=creps-snapshot.pkl --data=~/datasets/ffhq-256x256.zip')
+
+    run('python gen_images.py --network=network-snapshot-005000.pkl --seeds=0-7 --trunc=0.7 --outdir=out')
+    run('python gen_images.py --network=network-snapshot-005000.pkl --seeds=0-5 --trunc=0.5,0.7,1 --grid --outdir=out')
+    run('python gen_images.py --network=network-snapshot-005000.pkl --seeds=0-4 --mix-seeds=10-14 --mix-layers=0-3 --outdir=out')
+    run('python style_mixing.py --network=network-snapshot-005000.pkl --rows=85,100,75 --cols=55,821,1789 --styles=0-6 --outdir=out')
+    run('python gen_images.py --network=stylegan3-r.pkl --seeds=3 --translate=0.2,0.1 --rotate=30 --outdir=out')
+    run('python gen_video.py --network=network-snapshot-005000.pkl --seeds=0-31 --grid=4x2 --output=lerp.mp4')
+    for name in ('trunc-grid.png', 'mix-grid.png', 'grid.png', '85-55.png', 'seed0003.png'):
+        assert (work / 'out' / name).is_file(), name
+
+    run('python calc_metrics.py --metrics=fid200_full,eqt200_int --network=network-snapshot-005000.pkl '
+        '--data=~/datasets/afhqcat-512x512.zip')
+    run('python export_weights.py --network=network-snapshot-005000.pkl --dest=network-snapshot-005000.safetensors')
+    run('python gen_images.py --network=network-snapshot-005000.safetensors --seeds=0-7 --outdir=out')
+    run('python avg_spectra.py calc --source=~/datasets/afhqcat-512x512.zip --dest=tmp/training-data.npz --mean=112.684 --std=69.509')
+    run('python avg_spectra.py heatmap tmp/training-data.npz --save=tmp/heatmap.png')
+    run('python projector.py --network=network-snapshot-005000.pkl --target=cat.png --outdir=proj --save-video=1 --num-steps=20')
+    for name in ('proj.mp4', 'target.png', 'proj.png', 'projected_w.npz'):
+        assert (work / 'proj' / name).is_file(), name
