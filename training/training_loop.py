@@ -79,7 +79,7 @@ def training_loop(
         random_seed=random_seed, num_gpus=num_gpus, rank=rank, batch_size=batch_size, start_index=sampler_start)
 
     # Networks, from scratch or from a pickle; all processes start from rank 0's weights.
-    G, D, G_ema, resume_data = construct_networks(training_set=training_set, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
+    G, D, G_ema = construct_networks(training_set=training_set, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
         resume_pkl=resume_pkl, exact=saved_state is not None, rank=rank, device=device)
     if rank == 0:
         z = torch.empty([batch_gpu, G.z_dim], device=device)
@@ -219,7 +219,7 @@ def open_training_data(training_set_kwargs, data_loader_kwargs, random_seed, num
 
 
 def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank, device):
-    """(G, D, G_ema, resume pickle's data or None). An exact continuation must restore every tensor."""
+    """(G, D, G_ema), with the weights of `resume_pkl` if given. An exact continuation must restore every tensor."""
     if rank == 0:
         print('Constructing networks...')
     common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
@@ -227,7 +227,6 @@ def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
-    resume_data = None
     if resume_pkl is not None:
         if rank == 0:
             print(f'Resuming from "{resume_pkl}"')
@@ -238,7 +237,7 @@ def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank
                 misc.copy_params_and_buffers(resume_data[name], module, require_all=exact)
             elif exact:
                 raise ValueError(f'{resume_pkl} has no {name}; continuing a run needs its G, D and G_ema')
-    return G, D, G_ema, resume_data
+    return G, D, G_ema
 
 
 def setup_augment_pipe(augment_kwargs, augment_p, ada_target, device):
