@@ -1,5 +1,6 @@
-"""Loading network pickles written by this project or by the official StyleGAN2-ADA-PyTorch /
-StyleGAN3 releases (and CREPS), safely by default.
+"""Loading network pickles written by this project, by the official StyleGAN2-ADA-PyTorch / StyleGAN3
+releases (and CREPS) or by the TensorFlow StyleGAN2 / StyleGAN2-ADA releases, safely by default; run as a
+script, converting a pickle into a PyTorch network pickle.
 
 A network pickle normally runs code when it is loaded: the source embedded in its persistent objects,
 and any function its author names. By default `load_network_pkl` runs none of it: it reads the pickle
@@ -15,11 +16,13 @@ import os
 import pickle
 import sys
 
+import click
 import torch
 
 import dnnlib
 from torch_utils import misc
 from torch_utils import safe_pickle
+from training import tf_conversion
 from training import weights_file
 
 # ----------------------------------------------------------------------------
@@ -36,7 +39,6 @@ class NetworkPickleError(ValueError):
 def trust_pickle_option(command):
     """Click decorator: the tools' --trust-pickle flag, which sets STYLEGAN_TRUST_PICKLE for this process
     and the processes it starts."""
-    import click
 
     def enable(_ctx, _param, value):
         if value:
@@ -50,7 +52,9 @@ def load_network_pkl(f, force_fp16=False, trust_pickle=None):
     """Reads a network pickle from the binary file object `f`.
 
     Returns a dict with 'G', 'D', 'G_ema', 'augment_pipe' and 'training_set_kwargs' (missing
-    entries are None). `f` may also be a weights file of export_weights.py (safetensors). With `force_fp16`, networks are rebuilt to run their highest
+    entries are None). `f` may also be a weights file of export_weights.py (safetensors), or a TensorFlow
+    StyleGAN2 / StyleGAN2-ADA pickle, converted on the fly (training/tf_conversion.py).
+    With `force_fp16`, networks are rebuilt to run their highest
     resolutions in float16 (num_fp16_res=4, conv_clamp=256; fc_clamp=256 for CREPS) with the same weights.
     `trust_pickle`: run the code the pickle carries (None: as STYLEGAN_TRUST_PICKLE says; default no).
     """
@@ -67,6 +71,11 @@ def load_network_pkl(f, force_fp16=False, trust_pickle=None):
         data = _load_trusted(f, name)
     else:
         data = _load_safely(f, name)
+    if tf_conversion.is_tf_network_tuple(data):
+        try:
+            data = tf_conversion.convert_tf_pickle(data, name=name)
+        except tf_conversion.TFConversionError as e:
+            raise NetworkPickleError(str(e)) from None
 
     if not isinstance(data, dict) or not any(isinstance(data.get(key), torch.nn.Module) for key in NETWORK_KEYS):
         raise NetworkPickleError(f'{name} holds a {type(data).__name__}, not a network pickle '
@@ -95,14 +104,20 @@ def _peek(f, size):
         return io.BytesIO(head + f.read()), head
 
 
+class _TrustedUnpickler(pickle.Unpickler):
+    """pickle's own unpickler, except that TensorFlow-era networks are read as data (their code cannot run here)."""
+
+    def find_class(self, module, name):
+        if (module, name) == ('dnnlib.tflib.network', 'Network'):
+            return safe_pickle.TFNetworkRecord
+        return super().find_class(module, name)
+
+
 def _load_trusted(f, name):
     """pickle.load, running whatever the pickle carries."""
     try:
-        return pickle.load(f)
+        return _TrustedUnpickler(f).load()
     except ModuleNotFoundError as e:
-        if e.name is not None and e.name.startswith('dnnlib.tflib'):
-            raise NetworkPickleError(f'{name} is a TensorFlow StyleGAN/StyleGAN2 pickle; '
-                                     f'this project reads PyTorch network pickles only') from None
         raise NetworkPickleError(f'{name} needs the Python module {e.name!r}, which is not available; '
                                  f'it is not a StyleGAN network pickle or needs that package installed') from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as e:
@@ -115,9 +130,6 @@ def _load_safely(f, name):
     try:
         data = safe_pickle.load(f)
     except safe_pickle.UnsafePickleError as e:
-        if e.module is not None and e.module.startswith('dnnlib.tflib'):
-            raise NetworkPickleError(f'{name} is a TensorFlow StyleGAN/StyleGAN2 pickle; '
-                                     f'this project reads PyTorch network pickles only') from None
         raise NetworkPickleError(f'{name} was refused: {e}, so loading it would run code; {TRUST_HINT}') from None
     except safe_pickle.MalformedPickleError as e:
         raise NetworkPickleError(f'{name}: {e}') from None
@@ -180,3 +192,50 @@ def _with_fp16(module):
     rebuilt.train(module.training).requires_grad_(False)
     misc.copy_params_and_buffers(module, rebuilt, require_all=True)
     return rebuilt
+
+# ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.option('--source', help='Network pickle to read: path or URL (TensorFlow or PyTorch)', required=True,
+              metavar='PATH')
+@click.option('--dest', help='Where to write the PyTorch network pickle', required=True, metavar='PATH')
+@click.option('--force-fp16', help='Rebuild the networks to run their 4 highest resolutions in float16',
+              type=bool, default=False, is_flag=False, flag_value=True, show_default=True, metavar='BOOL')
+@trust_pickle_option
+def convert_network_pickle(source, dest, force_fp16):
+    """Convert a network pickle of an earlier release into a PyTorch network pickle of this project.
+
+    Reads the TensorFlow StyleGAN2 and StyleGAN2-ADA pickles (G, D and Gs: configs E and F, conditional or not,
+    any resolution) as well as PyTorch pickles. StyleGAN (1), StyleGAN2 configs A-D and the comparison methods
+    of StyleGAN2-ADA are not convertible.
+
+    Example:
+
+    \b
+    python legacy.py \\
+        --source=https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-cat-config-f.pkl \\
+        --dest=stylegan2-cat-config-f.pkl
+    """
+    if not dnnlib.util.is_url(source, allow_file_urls=True) and not os.path.isfile(source):
+        raise click.ClickException(f'--source: no such file: {source}')
+    print(f'Loading "{source}"...')
+    try:
+        with dnnlib.util.open_url(source) as f:
+            data = load_network_pkl(f, force_fp16=force_fp16)
+    except (NetworkPickleError, dnnlib.util.DownloadError, OSError) as e:
+        raise click.ClickException(f'--source: {e}') from None
+    print(f'Saving "{dest}"...')
+    try:
+        if os.path.dirname(dest):
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+        dnnlib.util.write_atomically(dest, lambda f: pickle.dump(data, f))
+    except OSError as e:
+        raise click.ClickException(f'--dest: cannot write {dest}: {e.strerror or e}') from None
+    print('Done.')
+
+
+if __name__ == '__main__':
+    convert_network_pickle()  # pylint: disable=no-value-for-parameter
+
+# ----------------------------------------------------------------------------

@@ -207,3 +207,19 @@ def test_our_readme_usage_commands(home):
     run('python projector.py --network=network-snapshot-005000.pkl --target=cat.png --outdir=proj --save-video=1 --num-steps=20')
     for name in ('proj.mp4', 'target.png', 'proj.png', 'projected_w.npz'):
         assert (work / 'proj' / name).is_file(), name
+
+
+def test_legacy_help_command(home):
+    """The example of the official legacy.py's help text: a TensorFlow StyleGAN2 pickle (a tiny stand-in of that
+    format in the download cache) converted, then used as the README uses pickles."""
+    import tf_pickles
+    url = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks/stylegan2-cat-config-f.pkl'
+    cached = dnnlib.util.url_cache_path(url, cache_dir=str(home / 'cache' / 'downloads'))
+    tf_pickles.write_pickle(cached, tf_pickles.make_states(seed=1, resolution=16, flavour='sg2'))
+    work = home / 'legacy'
+    work.mkdir()
+    run = lambda command: official(home, command, cwd=str(work))
+    run(f'python legacy.py \\\n    --source={url} \\\n    --dest=stylegan2-cat-config-f.pkl')
+    run('python gen_images.py --outdir=out --trunc=1 --seeds=2 --network=stylegan2-cat-config-f.pkl')
+    run(f'python gen_images.py --outdir=out-tf --trunc=1 --seeds=2 --network={url}')
+    assert (work / 'out' / 'seed0002.png').read_bytes() == (work / 'out-tf' / 'seed0002.png').read_bytes()

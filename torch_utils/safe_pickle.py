@@ -10,7 +10,10 @@ source that `torch_utils.persistence` executes. `load(f)` reads such a pickle wi
   unpickler;
 - a persistent object becomes a `RecordedObject` (its class name, the hash of its embedded source, its
   state), and its source is never executed. Turning recorded objects into modules is the caller's
-  business (training/network_rebuild.py).
+  business (training/network_rebuild.py);
+- a network of the TensorFlow releases (`dnnlib.tflib.network.Network`) becomes a `TFNetworkRecord` holding
+  its pickled state; the graph-building source it carries is never executed (training/tf_conversion.py
+  turns the recorded variables into this project's networks).
 
 Everything the unpickler can raise on corrupt or hostile input surfaces as UnsafePickleError or
 MalformedPickleError, with one-line messages.
@@ -67,6 +70,18 @@ class RecordedObject:
 
     def __repr__(self):
         return f'RecordedObject({self.class_name!r}, source sha256 {str(self.source_sha256)[:12]})'
+
+
+class TFNetworkRecord:
+    """A TensorFlow-era network read as data: its pickled state, with none of its code run."""
+
+    def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise MalformedPickleError(f'a TensorFlow network carries a {type(state).__name__} instead of its state')
+        self.state = state          # version, name, static_kwargs, components, variables, build_module_src, ...
+
+    def __repr__(self):
+        return f'TFNetworkRecord({self.state.get("name")!r})' if hasattr(self, 'state') else 'TFNetworkRecord()'
 
 
 def _record_persistent_obj(meta):
@@ -136,6 +151,8 @@ ALLOWED_GLOBALS = {
     ('torch.nn.modules.container', 'ModuleList'): torch.nn.ModuleList,
     ('torch.nn.modules.container', 'ModuleDict'): torch.nn.ModuleDict,
     ('torch.nn.modules.linear', 'Identity'): torch.nn.Identity,
+    # Read as data only; its embedded graph-building source is kept as text and never run.
+    ('dnnlib.tflib.network', 'Network'): TFNetworkRecord,
     # Not persistent in the public CREPS release, so pickles name it (it is this project's own class).
     ('training.networks_creps', 'SynthesisInput'): _Deferred('training.networks_creps', 'SynthesisInput'),
 }
