@@ -36,6 +36,11 @@ VGG16_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/vers
 # Environment variables that point a detector at a local copy (or another URL).
 DETECTOR_ENV = {INCEPTION_URL: 'STYLEGAN_INCEPTION_PKL', VGG16_URL: 'STYLEGAN_VGG16_PKL'}
 DETECTOR_NAMES = {INCEPTION_URL: 'Inception-v3', VGG16_URL: 'VGG16'}
+# The same detectors as StyleGAN2-ADA-PyTorch published them; its caches of dataset statistics name these.
+ADA_DETECTOR_URLS = {
+    INCEPTION_URL: 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt',
+    VGG16_URL: 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt',
+}
 _detector_overrides = dict()     # Default URL -> path or URL, set by calc_metrics options.
 _detector_cache = dict()         # (resolved URL, device) -> loaded detector.
 
@@ -233,10 +238,15 @@ class FeatureStats:
 
     @staticmethod
     def load(path):
+        """Reads a cache file of this project or of the official code (the same layout), without running code."""
         with open(path, 'rb') as f:
-            state = dnnlib.EasyDict(pickle.load(f))
-        obj = FeatureStats(capture_all=state.capture_all, max_items=state.max_items)
-        obj.__dict__.update(state)
+            state = safe_pickle.load(f)
+        keys = ('capture_all', 'capture_mean_cov', 'max_items', 'num_items', 'num_features', 'all_features',
+                'raw_mean', 'raw_cov')
+        if not isinstance(state, dict) or any(key not in state for key in keys):
+            raise safe_pickle.MalformedPickleError(f'{path} is not a file of feature statistics')
+        obj = FeatureStats(capture_all=state['capture_all'], max_items=state['max_items'])
+        obj.__dict__.update({key: state[key] for key in keys})
         return obj
 
 # ----------------------------------------------------------------------------
@@ -329,6 +339,50 @@ def _dataset_identity(dataset_kwargs):
     return repr(parts)
 
 
+def official_cache_files(dataset_kwargs, dataset_name, detector_url, detector_kwargs, stats_kwargs):
+    """Where the official StyleGAN3 and StyleGAN2-ADA-PyTorch code caches these dataset statistics.
+
+    Their file name is the dataset name, the detector's file stem and the MD5 of the repr of the sorted
+    (name, value) pairs of dataset_kwargs, detector_kwargs, detector_url and stats_kwargs; the number of
+    images read is not part of it."""
+    files = []
+    for url in (detector_url, ADA_DETECTOR_URLS.get(detector_url)):
+        if url is None:
+            continue
+        described = dict(dataset_kwargs=dict(dataset_kwargs), detector_url=url, detector_kwargs=dict(detector_kwargs),
+                         stats_kwargs=dict(stats_kwargs))
+        digest = hashlib.md5(repr(sorted(described.items())).encode('utf-8')).hexdigest()
+        detector_stem = os.path.splitext(url.split('/')[-1])[0]
+        files.append(dnnlib.make_cache_dir_path('gan-metrics', f'{dataset_name}-{detector_stem}-{digest}.pkl'))
+    return files
+
+
+def _official_cached_stats(opts, dataset, detector_url, detector_kwargs, stats_kwargs, num_items):
+    """Statistics the official code cached for this dataset and detector, when they fit: the published detector
+    (not a replacement), as many images as asked for, written after the dataset last changed."""
+    if resolve_detector_url(detector_url) != detector_url:
+        return None
+    path = opts.dataset_kwargs.get('path')
+    dataset_mtime = os.path.getmtime(path) if path is not None and os.path.exists(path) else None
+    for cache_file in official_cache_files(opts.dataset_kwargs, dataset.name, detector_url, detector_kwargs,
+                                           stats_kwargs):
+        if not os.path.isfile(cache_file):
+            continue
+        if dataset_mtime is not None and os.path.getmtime(cache_file) < dataset_mtime:
+            continue  # The dataset changed after the statistics were computed.
+        try:
+            stats = FeatureStats.load(cache_file)
+        except (OSError, safe_pickle.UnsafePickleError, safe_pickle.MalformedPickleError):
+            continue
+        fits = (stats.num_items == num_items and bool(stats.capture_all) == bool(stats_kwargs.get('capture_all'))
+                and bool(stats.capture_mean_cov) == bool(stats_kwargs.get('capture_mean_cov')))
+        if fits:
+            if opts.progress.verbose:
+                print(f'Using the dataset statistics cached by the official code: {cache_file}')
+            return stats
+    return None
+
+
 def make_images_uint8(img):
     """Generator output in about [-1, 1] -> uint8 [N, 3, H, W] as the detectors expect."""
     img = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
@@ -393,6 +447,13 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
         tag = f'{dataset.name}-{DETECTOR_NAMES.get(detector_url, "detector").lower()}-{md5}'
         cache_file = dnnlib.make_cache_dir_path('gan-metrics', tag + '.pkl')
 
+        if opts.rank == 0 and not os.path.isfile(cache_file) and resized_resolution is None and opts.scale == 1:
+            num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
+            official = _official_cached_stats(opts, dataset, detector_url, detector_kwargs, stats_kwargs, num_items)
+            if official is not None:
+                os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+                official.save(cache_file)
+
         # Rank 0 decides whether the cache is usable; all ranks follow.
         flag = os.path.isfile(cache_file) if opts.rank == 0 else False
         if opts.num_gpus > 1:
@@ -400,7 +461,10 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
             torch.distributed.broadcast(tensor=flag_tensor, src=0)
             flag = float(flag_tensor.cpu()) != 0
         if flag:
-            return FeatureStats.load(cache_file)
+            try:
+                return FeatureStats.load(cache_file)
+            except (OSError, safe_pickle.UnsafePickleError, safe_pickle.MalformedPickleError) as e:
+                print(f'Recomputing dataset statistics: the cache file is unusable ({e})', file=sys.stderr)
 
     num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
     stats = FeatureStats(max_items=num_items, **stats_kwargs)

@@ -256,3 +256,56 @@ def test_metrics_run_without_tf32(workspace):
         metric_main.calc_metric, training_stats.init_multiprocessing = real_calc_metric, real_init
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     assert seen == dict(matmul=False, cudnn=False)
+
+
+def test_official_cached_dataset_statistics_are_reused(workspace, tmp_path):
+    """A cache file written by the official code (its name: dataset name, detector file stem, MD5 of the repr of
+    the sorted dataset/detector/stats arguments) is used when it fits, and left alone when the dataset is newer."""
+    import hashlib
+    import os
+
+    import dnnlib
+    from metrics import metric_utils
+    net, data = workspace / 'net.pkl', workspace / 'data.zip'
+    cache = tmp_path / 'cache'
+    (cache / 'downloads').mkdir(parents=True)
+    os.link(workspace / 'inception.pt', dnnlib.util.url_cache_path(metric_utils.INCEPTION_URL,
+                                                                   cache_dir=str(cache / 'downloads')))
+    env = dict(DNNLIB_CACHE_DIR=str(cache))
+    calc = lambda: run_python(['calc_metrics.py', f'--network={net}', f'--data={data}', '--metrics=fid20_full',  # noqa: E731
+                               '--workers=0'], env=env)
+    fresh = calc()
+    assert fresh.returncode == 0, fresh.stderr
+    fid = _printed(fresh.stdout)['fid20_full']['results']['fid20_full']
+    ours = list((cache / 'gan-metrics').glob('data-inception-v3-*.pkl'))
+    assert len(ours) == 1
+    with open(ours[0], 'rb') as f:
+        state = pickle.load(f)
+    ours[0].unlink()
+
+    # As the official calc_metrics.py builds them for --data (no --mirror) and a *_full metric updates them.
+    described = dict(dataset_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path=str(data),
+                                         resolution=16, use_labels=False, max_size=None, xflip=False),
+                     detector_url=metric_utils.INCEPTION_URL, detector_kwargs=dict(return_features=True),
+                     stats_kwargs=dict(capture_mean_cov=True))
+    name = f'data-inception-2015-12-05-{hashlib.md5(repr(sorted(described.items())).encode()).hexdigest()}.pkl'
+    official = cache / 'gan-metrics' / name
+    shifted = dict(state, raw_mean=state['raw_mean'] + state['num_items'] * 0.5)
+    with open(official, 'wb') as f:
+        pickle.dump(shifted, f)
+
+    reused = calc()
+    assert reused.returncode == 0, reused.stderr
+    assert 'dataset features' not in reused.stdout
+    assert f'Using the dataset statistics cached by the official code: {official}' in reused.stdout
+    reused_fid = _printed(reused.stdout)['fid20_full']['results']['fid20_full']
+    assert reused_fid != pytest.approx(fid)  # The numbers come from the official file.
+    assert calc().stdout.count('official code') == 0  # Copied into this project's cache on first use.
+
+    # An official file older than the dataset is stale.
+    for path in (cache / 'gan-metrics').glob('data-inception-v3-*.pkl'):
+        path.unlink()
+    os.utime(official, (data.stat().st_mtime - 100, data.stat().st_mtime - 100))
+    stale = calc()
+    assert 'dataset features' in stale.stdout and 'official code' not in stale.stdout
+    assert _printed(stale.stdout)['fid20_full']['results']['fid20_full'] == pytest.approx(fid, rel=1e-6)

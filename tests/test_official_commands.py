@@ -103,8 +103,8 @@ def test_readme_commands(home):
         assert data['spectrum'].shape == (128, 128) and int(data['image_size']) == 32
 
 
-# The Options column of the official docs/configs.md, each distinct line once (those that add --resume=URL
-# need the published 1024x1024 pickles, whose loading the training tests cover with small ones).
+# The Options column of the official docs/configs.md, each distinct line once (those with --resume=URL are in
+# CONFIGS_MD_RESUME_OPTIONS).
 CONFIGS_MD_OPTIONS = [
     '--cfg=stylegan3-t --gpus=8 --batch=32 --gamma=8.2 --mirror=1',
     '--cfg=stylegan3-t --gpus=1 --batch=32 --gamma=0.5 --batch-gpu=16 --snap=10',
@@ -223,3 +223,94 @@ def test_legacy_help_command(home):
     run('python gen_images.py --outdir=out --trunc=1 --seeds=2 --network=stylegan2-cat-config-f.pkl')
     run(f'python gen_images.py --outdir=out-tf --trunc=1 --seeds=2 --network={url}')
     assert (work / 'out' / 'seed0002.png').read_bytes() == (work / 'out-tf' / 'seed0002.png').read_bytes()
+
+
+NGC_SG2 = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files'
+
+# The lines of the official docs/configs.md that fine-tune a published pickle.
+CONFIGS_MD_RESUME_OPTIONS = [
+    f'--cfg=stylegan2 --gpus=8 --batch=32 --gamma=10 --mirror=1 --kimg=5000 --snap=10 --resume={NGC_SG2}/stylegan2-ffhqu-1024x1024.pkl',
+    f'--cfg=stylegan3-t --gpus=8 --batch=32 --gamma=16.4 --mirror=1 --kimg=5000 --snap=10 --resume={NGC}/stylegan3-t-ffhqu-1024x1024.pkl',
+    f'--cfg=stylegan3-r --gpus=8 --batch=32 --gamma=6.6 --mirror=1 --kimg=5000 --snap=10 --resume={NGC}/stylegan3-r-ffhqu-1024x1024.pkl',
+    f'--cfg=stylegan2 --gpus=8 --batch=32 --gamma=5 --mirror=1 --kimg=5000 --snap=10 --resume={NGC_SG2}/stylegan2-ffhq-1024x1024.pkl',
+    f'--cfg=stylegan3-t --gpus=8 --batch=32 --gamma=6.6 --mirror=1 --kimg=5000 --snap=10 --resume={NGC}/stylegan3-t-ffhq-1024x1024.pkl',
+    f'--cfg=stylegan3-r --gpus=8 --batch=32 --gamma=3.3 --mirror=1 --kimg=5000 --snap=10 --resume={NGC}/stylegan3-r-ffhq-1024x1024.pkl',
+]
+
+# The examples of the official docs/train-help.txt and docs/dataset-tool-help.txt.
+TRAIN_HELP_COMMANDS = [
+    'python train.py --outdir=~/training-runs --cfg=stylegan3-t --data=~/datasets/afhqv2-512x512.zip \\\n'
+    '    --gpus=8 --batch=32 --gamma=8.2 --mirror=1',
+    'python train.py --outdir=~/training-runs --cfg=stylegan3-r --data=~/datasets/metfacesu-1024x1024.zip \\\n'
+    '    --gpus=8 --batch=32 --gamma=6.6 --mirror=1 --kimg=5000 --snap=5 \\\n'
+    f'    --resume={NGC}/stylegan3-r-ffhqu-1024x1024.pkl',
+    'python train.py --outdir=~/training-runs --cfg=stylegan2 --data=~/datasets/ffhq-1024x1024.zip \\\n'
+    '    --gpus=8 --batch=32 --gamma=10 --mirror=1 --aug=noaug',
+]
+DATASET_TOOL_HELP_COMMAND = ('python dataset_tool.py --source LSUN/raw/cat_lmdb --dest /tmp/lsun_cat \\\n'
+                             '    --transform=center-crop-wide --resolution=512x384')
+
+
+def _resume_standins(home, dataset):
+    """Networks of each configuration's architecture at the stand-in dataset's resolution, in the download cache
+    under the published pickles' URLs: built from the options train.py prints for that configuration."""
+    import copy
+    import json
+    urls = {}
+    for line in CONFIGS_MD_RESUME_OPTIONS:
+        urls.setdefault(line.split()[0].split('=')[1], []).append(line.split('--resume=')[1])
+    downloads = home / 'cache' / 'downloads'
+    for cfg, cfg_urls in urls.items():
+        result = official(home, f'python train.py --outdir=~/training-runs --cfg={cfg} --data={dataset} --gpus=8 '
+                                f'--batch=32 --gamma=1 --dry-run')
+        options = json.loads(result.stdout.split('Training options:')[1].split('\n\n')[0])
+        common = dict(c_dim=0, img_resolution=32, img_channels=3)
+        G = dnnlib.util.construct_class_by_name(**options['G_kwargs'], **common).eval().requires_grad_(False)
+        D = dnnlib.util.construct_class_by_name(**options['D_kwargs'], **common).eval().requires_grad_(False)
+        standin = home / f'standin-{cfg}.pkl'
+        with open(standin, 'wb') as f:
+            pickle.dump(dict(G=G, D=D, G_ema=copy.deepcopy(G), augment_pipe=None, training_set_kwargs=None), f)
+        for url in cfg_urls:
+            os.link(standin, dnnlib.util.url_cache_path(url, cache_dir=str(downloads)))
+
+
+def test_configs_md_resume_lines_and_help_text_examples(home):
+    """The fine-tuning lines of docs/configs.md and the train.py examples of docs/train-help.txt, checked with
+    --dry-run (which loads the --resume pickle and checks that it fits); the datasets they name are the CIFAR-10
+    stand-in (32x32) under those names. The dataset_tool.py example of docs/dataset-tool-help.txt runs on a small
+    LSUN-layout LMDB database, writing to a folder of the test instead of /tmp."""
+    import io
+    import shutil
+
+    import PIL.Image
+    # A home and download cache of their own: the published names here hold full-width stand-ins.
+    root = home / 'fine-tuning'
+    datasets = root / 'home' / 'datasets'
+    datasets.mkdir(parents=True)
+    (root / 'cache' / 'downloads').mkdir(parents=True)
+    official(root, f'python dataset_tool.py --source={home}/cifar-10-python.tar.gz --dest=~/datasets/cifar10-32x32.zip')
+    cifar = datasets / 'cifar10-32x32.zip'
+    for name in ('afhqv2-512x512.zip', 'metfacesu-1024x1024.zip', 'ffhq-1024x1024.zip'):
+        shutil.copyfile(cifar, datasets / name)
+    _resume_standins(root, cifar)
+
+    for options in CONFIGS_MD_RESUME_OPTIONS:
+        result = official(root, f'python train.py --outdir=~/training-runs --data=~/datasets/metfacesu-1024x1024.zip '
+                                f'{options} --dry-run')
+        assert '"resume_pkl": "' + options.split('--resume=')[1] + '"' in result.stdout
+    for command in TRAIN_HELP_COMMANDS:
+        official(root, command + ' --dry-run')
+    assert not (root / 'home' / 'training-runs').exists() or not os.listdir(root / 'home' / 'training-runs')
+
+    lmdb = pytest.importorskip('lmdb')
+    work = home / 'lsun'
+    (work / 'LSUN' / 'raw').mkdir(parents=True)
+    rnd = np.random.RandomState(1)
+    with lmdb.open(str(work / 'LSUN' / 'raw' / 'cat_lmdb'), map_size=1 << 24) as env, env.begin(write=True) as txn:
+        for idx in range(3):
+            buffer = io.BytesIO()
+            PIL.Image.fromarray((rnd.rand(480, 640, 3) * 255).astype(np.uint8)).save(buffer, format="webp")  # LSUN: at least 512x384.
+            txn.put(f'{idx:040x}'.encode(), buffer.getvalue())
+    official(home, DATASET_TOOL_HELP_COMMAND.replace('/tmp/lsun_cat', str(work / 'lsun_cat')), cwd=str(work))
+    written = sorted((work / 'lsun_cat').rglob('*.png'))
+    assert len(written) == 3 and PIL.Image.open(written[0]).size == (512, 512)  # 512x384 letterboxed into 512x512.
