@@ -104,24 +104,24 @@ def dataset_kwargs_for(network_pkl, network_dict, data):
 @click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
 @click.option('--scale', help='Render at this multiple of the training resolution, against reals at (or resized to) that size (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
 def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers, scale):
-    """Calculate quality metrics for previous training run or pretrained network pickle.
+    """Measure the quality of a network pickle, from a training run or published.
 
     \b
-    Recommended metrics:
-      fid50k_full  Frechet inception distance against the full dataset.
-      kid50k_full  Kernel inception distance against the full dataset.
-      pr50k3_full  Precision and recall againt the full dataset.
-      ppl2_wend    Perceptual path length in W, endpoints, full image.
-      eqt50k_int   Equivariance w.r.t. integer translation (EQ-T).
-      eqt50k_frac  Equivariance w.r.t. fractional translation (EQ-T_frac).
-      eqr50k       Equivariance w.r.t. rotation (EQ-R).
+    Metrics of the StyleGAN3 paper:
+      fid50k_full  FID, 50k generated images against every dataset image
+      kid50k_full  KID, the same images
+      pr50k3_full  precision and recall (VGG16 features, k=3), the same images
+      ppl2_wend    perceptual path length in W between endpoints, whole image
+      eqt50k_int   translation equivariance, integer shifts (EQ-T)
+      eqt50k_frac  translation equivariance, subpixel shifts (EQ-T_frac)
+      eqr50k       rotation equivariance (EQ-R)
 
     \b
-    Legacy metrics:
-      fid50k       Frechet inception distance against 50k real images.
-      kid50k       Kernel inception distance against 50k real images.
-      pr50k3       Precision and recall against 50k real images.
-      is50k        Inception score for CIFAR-10.
+    Metrics of the earlier papers:
+      fid50k       FID against the first 50k dataset images
+      kid50k       KID against the first 50k dataset images
+      pr50k3       precision and recall against the first 50k dataset images
+      is50k        Inception score (CIFAR-10)
 
     Sized variants such as fid5k_full, kid1k_full, pr5k3_full, is1k, eqt1k_int or eqr200 use
     the given number of generated images instead of 50k (quick checks; not comparable with papers).

@@ -130,17 +130,13 @@ def seed_to_z(seed, z_dim):
 
 
 def make_transform(translate, angle):
-    """3x3 affine matrix that rotates by `angle` degrees and then translates by `translate` (x, y)."""
-    m = np.eye(3)
-    s = np.sin(angle / 360.0 * np.pi * 2)
-    c = np.cos(angle / 360.0 * np.pi * 2)
-    m[0][0] = c
-    m[0][1] = s
-    m[0][2] = translate[0]
-    m[1][0] = -s
-    m[1][1] = c
-    m[1][2] = translate[1]
-    return m
+    """The 3x3 matrix of StyleGAN3's input transform: a rotation by `angle` degrees (counter-clockwise in the
+    image), then a shift by `translate` = (x, y)."""
+    radians = np.deg2rad(angle)
+    cos, sin = np.cos(radians), np.sin(radians)
+    return np.array([[cos, sin, translate[0]],
+                     [-sin, cos, translate[1]],
+                     [0.0, 0.0, 1.0]])
 
 
 def has_input_transform(G):

@@ -136,15 +136,20 @@ def launch_training(c, desc, outdir, dry_run, continue_dir):
         print('Training options:')
         print(json.dumps(c, indent=2))
         print()
-        print(f'Output directory:    {c.run_dir}' + (' (continuing)' if continue_dir is not None else ''))
-        print(f'Number of processes: {c.num_gpus}')
-        print(f'Batch size:          {c.batch_size} images')
-        print(f'Training duration:   {c.total_kimg} kimg')
-        print(f'Dataset path:        {c.training_set_kwargs.path}')
-        print(f'Dataset size:        {c.training_set_kwargs.max_size} images')
-        print(f'Dataset resolution:  {c.training_set_kwargs.resolution}')
-        print(f'Dataset labels:      {c.training_set_kwargs.use_labels}')
-        print(f'Dataset x-flips:     {c.training_set_kwargs.xflip}')
+        data = c.training_set_kwargs
+        summary = {
+            'Output directory': c.run_dir + (' (continuing)' if continue_dir is not None else ''),
+            'Number of processes': c.num_gpus,
+            'Batch size': f'{c.batch_size} images',
+            'Training duration': f'{c.total_kimg} kimg',
+            'Dataset path': data.path,
+            'Dataset size': f'{data.max_size} images',
+            'Dataset resolution': data.resolution,
+            'Dataset labels': data.use_labels,
+            'Dataset x-flips': data.xflip,
+        }
+        for label, value in summary.items():
+            print(f'{label + ":":<20} {value}')
         print()
     if dry_run:
         if is_main:
@@ -223,12 +228,25 @@ def int_if_integral(value):
     return int(value) if float(value).is_integer() else value
 
 
+def check_batch_split(batch, processes, per_pass, group):
+    """Refuses a batch that does not split evenly into processes, passes of `per_pass` images, and minibatch
+    standard deviation groups of `group` within a pass."""
+    per_process, rest = divmod(batch, processes)
+    if rest:
+        raise click.ClickException('--batch must be a multiple of --gpus')
+    if per_process % per_pass:
+        raise click.ClickException(f'--batch must be a multiple of --gpus times --batch-gpu ({batch} images do not '
+                                   f'split into passes of {per_pass} on each of {processes} processes)')
+    if per_pass < group or per_pass % group:
+        raise click.ClickException(f'--batch-gpu={per_pass} (per process and pass) must be a multiple of '
+                                   f'--mbstd-group={group}')
+
+
 def parse_comma_separated_list(s):
+    """'a,b' -> ['a', 'b']; nothing, '' or 'none' -> [] (click passes lists through)."""
     if isinstance(s, list):
         return s
-    if s is None or s.lower() == 'none' or s == '':
-        return []
-    return s.split(',')
+    return [] if s in (None, '') or s.lower() == 'none' else s.split(',')
 
 
 def check_resume_pkl(resume, c, dataset_info):
@@ -313,50 +331,81 @@ def merge_continued_options(c, run_dir):
 
 
 @click.command()
-# Required.
-@click.option('--outdir',       help='Where to save the results', metavar='DIR',                required=True)
-@click.option('--cfg',          help='Base configuration',                                      type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2', 'creps']), required=True)
-@click.option('--data',         help='Training data', metavar='[ZIP|DIR]',                      type=str, required=True)
-@click.option('--gpus',         help='Number of GPUs (processes) to use', metavar='INT',        type=click.IntRange(min=1), required=True)
-@click.option('--batch',        help='Total batch size', metavar='INT',                         type=click.IntRange(min=1), required=True)
-@click.option('--gamma',        help='R1 regularization weight', metavar='FLOAT',               type=dnnlib.cli.FiniteFloat(min=0), required=True)
-# Optional features.
-@click.option('--cond',         help='Train conditional model', metavar='BOOL',                 type=bool, default=False, show_default=True)
-@click.option('--mirror',       help='Enable dataset x-flips', metavar='BOOL',                  type=bool, default=False, show_default=True)
-@click.option('--aug',          help='Augmentation mode',                                       type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
-@click.option('--resume',       help='Resume from a network pickle, or continue an interrupted run directory', metavar='[PATH|URL|DIR]', type=str)
+# What to train, on what, with how much.
+@click.option('--outdir', metavar='DIR', required=True, help='Folder in which the run directory is made')
+@click.option('--cfg', required=True, type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2', 'creps']),
+              help='Network family, with its training recipe')
+@click.option('--data', metavar='[ZIP|DIR]', type=str, required=True, help='Dataset written by dataset_tool.py')
+@click.option('--gpus', metavar='INT', type=click.IntRange(min=1), required=True,
+              help='Processes to train with: one per GPU (CPU processes without a GPU)')
+@click.option('--batch', metavar='INT', type=click.IntRange(min=1), required=True,
+              help='Images per training step, summed over the processes')
+@click.option('--gamma', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), required=True,
+              help='Weight of the R1 gradient penalty')
+# Data and starting point.
+@click.option('--cond', metavar='BOOL', type=bool, default=False, show_default=True,
+              help='Condition G and D on the dataset labels')
+@click.option('--mirror', metavar='BOOL', type=bool, default=False, show_default=True,
+              help='Add the x-flip of every image')
+@click.option('--aug', type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True,
+              help='Augmentation of what D sees: none, adaptive, or at a fixed --p')
+@click.option('--resume', metavar='[PATH|URL|DIR]', type=str,
+              help='Resume from a network pickle, or continue an interrupted run directory')
 @legacy.trust_pickle_option
-@click.option('--resume-kimg',  help='kimg to continue the schedule from with a pickle --resume', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--freezed',      help='Freeze first layers of D', metavar='INT',                 type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--loss',         help='Loss function',                                           type=click.Choice(['stylegan2', 'wgangp']), default='stylegan2', show_default=True)
-@click.option('--d-steps',      help='D updates per G update, each on its own batch', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True)
-# Misc hyperparameters.
-@click.option('--p',            help='Probability for --aug=fixed', metavar='FLOAT',            type=dnnlib.cli.FiniteFloat(min=0, max=1), default=0.2, show_default=True)
-@click.option('--target',       help='Target value for --aug=ada', metavar='FLOAT',             type=dnnlib.cli.FiniteFloat(min=0, max=1), default=0.6, show_default=True)
-@click.option('--batch-gpu',    help='Limit batch size per GPU', metavar='INT',                 type=click.IntRange(min=1))
-@click.option('--cbase',        help='Capacity multiplier', metavar='INT',                      type=click.IntRange(min=1), default=32768, show_default=True)
-@click.option('--cmax',         help='Max. feature maps', metavar='INT',                        type=click.IntRange(min=1), default=512, show_default=True)
-@click.option('--glr',          help='G learning rate  [default: varies]', metavar='FLOAT',     type=dnnlib.cli.FiniteFloat(min=0))
-@click.option('--dlr',          help='D learning rate', metavar='FLOAT',                        type=dnnlib.cli.FiniteFloat(min=0), default=0.002, show_default=True)
-@click.option('--map-depth',    help='Mapping network depth  [default: varies]', metavar='INT', type=click.IntRange(min=1))
-@click.option('--mbstd-group',  help='Minibatch std group size', metavar='INT',                 type=click.IntRange(min=1), default=4, show_default=True)
-# Misc settings.
-@click.option('--desc',         help='String to include in result dir name', metavar='STR',     type=str)
-@click.option('--metrics',      help='Quality metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list, default='fid50k_full', show_default=True)
-@click.option('--kimg',         help='Total training duration (fractions allowed)', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=25000, show_default=True)
-@click.option('--tick',         help='How often to print progress (fractions allowed)', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=4, show_default=True)
-@click.option('--snap',         help='How often to save snapshots', metavar='TICKS',            type=click.IntRange(min=1), default=50, show_default=True)
-@click.option('--keep-snapshots', help='Keep only the newest N network snapshots', metavar='N', type=click.IntRange(min=1))
-@click.option('--seed',         help='Random seed', metavar='INT',                              type=click.IntRange(min=0), default=0, show_default=True)
-@click.option('--fp32',         help='Disable mixed-precision', metavar='BOOL',                 type=bool, default=False, show_default=True)
-@click.option('--nobench',      help='Disable cuDNN benchmarking', metavar='BOOL',              type=bool, default=False, show_default=True)
-@click.option('--workers',      help='DataLoader worker processes', metavar='INT',              type=click.IntRange(min=0), default=3, show_default=True)
-@click.option('-n', '--dry-run', help='Print training options and exit',                        is_flag=True)
+@click.option('--resume-kimg', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True,
+              help='kimg to continue the schedule from with a pickle --resume')
+@click.option('--freezed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True,
+              help='D layers, counted from the image, kept frozen (transfer learning)')
+@click.option('--loss', type=click.Choice(['stylegan2', 'wgangp']), default='stylegan2', show_default=True,
+              help='Loss function')
+@click.option('--d-steps', metavar='INT', type=click.IntRange(min=1), default=1, show_default=True,
+              help='D updates per G update, each on its own batch')
+# Hyperparameters.
+@click.option('--p', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, max=1), default=0.2, show_default=True,
+              help='Augmentation probability of --aug=fixed')
+@click.option('--target', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0, max=1), default=0.6, show_default=True,
+              help='Value of the overfitting heuristic that --aug=ada steers towards')
+@click.option('--batch-gpu', metavar='INT', type=click.IntRange(min=1),
+              help='Images per process and pass; more are accumulated over passes')
+@click.option('--cbase', metavar='INT', type=click.IntRange(min=1), default=32768, show_default=True,
+              help='Channel budget: layers at resolution R get about cbase/R channels')
+@click.option('--cmax', metavar='INT', type=click.IntRange(min=1), default=512, show_default=True,
+              help='Most channels in a layer')
+@click.option('--glr', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0),
+              help='Learning rate of G  [default: varies]')
+@click.option('--dlr', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), default=0.002, show_default=True,
+              help='Learning rate of D')
+@click.option('--map-depth', metavar='INT', type=click.IntRange(min=1),
+              help='Layers of the mapping network  [default: varies]')
+@click.option('--mbstd-group', metavar='INT', type=click.IntRange(min=1), default=4, show_default=True,
+              help='Samples per group of D\'s minibatch standard deviation')
+# Bookkeeping.
+@click.option('--desc', metavar='STR', type=str, help='Text added to the run directory\'s name')
+@click.option('--metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list, default='fid50k_full',
+              show_default=True, help='Metrics computed at every network snapshot')
+@click.option('--kimg', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=25000,
+              show_default=True, help='Length of training in thousands of images (fractions allowed)')
+@click.option('--tick', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=4,
+              show_default=True, help='Progress line every this many kimg (fractions allowed)')
+@click.option('--snap', metavar='TICKS', type=click.IntRange(min=1), default=50, show_default=True,
+              help='Snapshot every this many ticks')
+@click.option('--keep-snapshots', metavar='N', type=click.IntRange(min=1),
+              help='Keep only the newest N network snapshots')
+@click.option('--seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True,
+              help='Seed of every random stream')
+@click.option('--fp32', metavar='BOOL', type=bool, default=False, show_default=True,
+              help='Run in float32 only (no mixed precision)')
+@click.option('--nobench', metavar='BOOL', type=bool, default=False, show_default=True,
+              help='Leave cuDNN autotuning off')
+@click.option('--workers', metavar='INT', type=click.IntRange(min=0), default=3, show_default=True,
+              help='Data loading processes')
+@click.option('-n', '--dry-run', is_flag=True, help='Print the training options and stop')
 def main(**kwargs):
-    """Train a GAN using the techniques described in the paper
-    "Alias-Free Generative Adversarial Networks" (StyleGAN3), "Analyzing and Improving the Image Quality
-    of StyleGAN" (StyleGAN2) or "Efficient Scale-Invariant Generator with Column-Row Entangled Pixel
-    Synthesis" (CREPS).
+    """Train a StyleGAN2, StyleGAN3-T/-R or CREPS network.
+
+    The recipes are those of "Analyzing and Improving the Image Quality of StyleGAN" (StyleGAN2),
+    "Alias-Free Generative Adversarial Networks" (StyleGAN3) and "Efficient Scale-Invariant Generator
+    with Column-Row Entangled Pixel Synthesis" (CREPS).
     """
     opts = dnnlib.EasyDict(kwargs)
     for key in ('outdir', 'data', 'resume'):  # Shells leave the ~ of '--data=~/x' alone: expand it here.
@@ -436,15 +485,8 @@ def build_config(opts):
     c.random_seed = opts.seed
     if opts.d_steps != 1:
         c.d_steps = opts.d_steps
-    if c.batch_size % c.num_gpus != 0:
-        raise click.ClickException('--batch must be a multiple of --gpus')
-    if c.batch_size % (c.num_gpus * c.batch_gpu) != 0:
-        raise click.ClickException('--batch must be a multiple of --gpus times --batch-gpu')
-    if c.batch_gpu < c.D_kwargs.epilogue_kwargs.mbstd_group_size:
-        raise click.ClickException('--batch-gpu cannot be smaller than --mbstd-group')
-    if c.batch_gpu % c.D_kwargs.epilogue_kwargs.mbstd_group_size != 0:
-        raise click.ClickException(f'--batch-gpu={c.batch_gpu} (per process and round) must be a multiple of '
-                                   f'--mbstd-group={c.D_kwargs.epilogue_kwargs.mbstd_group_size}')
+    check_batch_split(batch=c.batch_size, processes=c.num_gpus, per_pass=c.batch_gpu,
+                      group=c.D_kwargs.epilogue_kwargs.mbstd_group_size)
 
     # Training set and loss.
     c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=opts.cond)

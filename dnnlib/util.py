@@ -43,51 +43,47 @@ class EasyDict(dict):
 
 
 class Logger:
-    """Copies everything written to stdout and stderr into a file, while still printing it."""
+    """While open, everything printed to stdout or stderr also goes to `file_name` (when given)."""
 
     def __init__(self, file_name=None, file_mode='w', should_flush=True):
-        self.file = open(file_name, file_mode) if file_name is not None else None
+        self.file = None if file_name is None else open(file_name, file_mode)
         self.should_flush = should_flush
-        self.stdout = sys.stdout
-        self.stderr = sys.stderr
-        sys.stdout = self
-        sys.stderr = self
+        self.stdout, self.stderr = sys.stdout, sys.stderr  # The streams it stands in for, restored by close().
+        sys.stdout = sys.stderr = self
 
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, exc_value, traceback):
+    def __exit__(self, *_exc_info):
         self.close()
 
+    def _targets(self):
+        return [self.stdout] if self.file is None else [self.file, self.stdout]
+
     def write(self, text):
-        if isinstance(text, bytes):
-            text = text.decode()
-        if len(text) == 0:
+        text = text.decode() if isinstance(text, bytes) else text
+        if not text:
             return
-        if self.file is not None:
-            self.file.write(text)
-        self.stdout.write(text)
+        for target in self._targets():
+            target.write(text)
         if self.should_flush:
             self.flush()
 
     def flush(self):
-        if self.file is not None:
-            self.file.flush()
-        self.stdout.flush()
+        for target in self._targets():
+            target.flush()
 
     def isatty(self):
-        return False
+        return False  # Progress bars should not draw into the log file.
 
     def close(self):
         self.flush()
-        # Restore the streams only if they still point at us (a nested Logger may have replaced them).
-        if sys.stdout is self:
-            sys.stdout = self.stdout
-        if sys.stderr is self:
-            sys.stderr = self.stderr
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        # A Logger opened after this one may have taken a stream over since; that one is left to it.
+        sys.stdout = self.stdout if sys.stdout is self else sys.stdout
+        sys.stderr = self.stderr if sys.stderr is self else sys.stderr
+        log_file, self.file = self.file, None
+        if log_file is not None:
+            log_file.close()
 
 # ----------------------------------------------------------------------------
 # Formatting.

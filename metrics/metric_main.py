@@ -18,7 +18,7 @@ from . import precision_recall
 
 # ----------------------------------------------------------------------------
 
-_metric_dict = dict()  # name -> fn(opts) -> dict of results.
+_metric_dict = dict()  # name -> fn(opts) -> dict of results, for the names list_valid_metrics() gives.
 
 
 def register_metric(fn):
@@ -27,56 +27,82 @@ def register_metric(fn):
     return fn
 
 
-def _sized_metric(name):
-    """Metrics with a custom sample count, e.g. 'fid5k_full' or 'kid200_full' (handy for quick checks).
+# A metric's name says what it measures and on how many images: 'fid50k_full', 'kid200_full', 'pr5k3',
+# 'is1k', 'eqt50k_frac', 'eqr200'. Kinds: fid, kid, pr (with the neighbourhood size after the count), is,
+# eqt (_int or _frac) and eqr. '_full' compares with every dataset image (without x-flips); without it,
+# with as many dataset images as are generated.
+_NAME_PATTERN = re.compile(r'(?P<kind>fid|kid|is|eqt|eqr|pr)(?P<digits>\d+)(?P<kilo>k?)(?P<nhood>\d+)?'
+                           r'(?P<suffix>_full|_int|_frac)?')
+_SUFFIXES = {'fid': (None, '_full'), 'kid': (None, '_full'), 'pr': (None, '_full'), 'is': (None,),
+             'eqt': ('_int', '_frac'), 'eqr': (None,)}
 
-    The count is the number of generated images (the same number of reals for the non-'full'
-    variants), written as an integer with an optional 'k' for thousands.
-    """
-    m = re.fullmatch(r'(fid|kid|is|eqt|eqr|pr)(\d+)(k?)(?:(\d+))?(_full|_int|_frac)?', name)
-    if m is None:
-        return None
-    kind, count, kilo, nhood, suffix = m.groups()
-    num = int(count) * (1000 if kilo else 1)
-    if num <= 0 or (kind == 'pr') != (nhood is not None):
-        return None
-    if (kind == 'eqt') != (suffix in ('_int', '_frac')) or (suffix in ('_int', '_frac') and kind != 'eqt'):
-        return None
-    if kind in ('is', 'eqr') and suffix is not None:
-        return None
-    full = suffix == '_full'
 
-    def fn(opts):
-        if kind == 'fid':
-            opts.dataset_kwargs.update(max_size=None, **(dict(xflip=False) if full else {}))
-            return {name: frechet_inception_distance.compute_fid(opts, max_real=None if full else num, num_gen=num)}
-        if kind == 'kid':
-            opts.dataset_kwargs.update(max_size=None, **(dict(xflip=False) if full else {}))
-            return {name: kernel_inception_distance.compute_kid(opts, max_real=1000000 if full else num, num_gen=num,
-                                                                num_subsets=100, max_subset_size=1000)}
-        if kind == 'pr':
-            opts.dataset_kwargs.update(max_size=None, **(dict(xflip=False) if full else {}))
-            precision, recall = precision_recall.compute_pr(opts, max_real=200000 if full else num, num_gen=num,
-                                                            nhood_size=int(nhood), row_batch_size=10000, col_batch_size=10000)
-            return {f'{name}_precision': precision, f'{name}_recall': recall}
-        if kind == 'is':
-            opts.dataset_kwargs.update(max_size=None, xflip=False)
-            mean, std = inception_score.compute_is(opts, num_gen=num, num_splits=10)
-            return {f'{name}_mean': mean, f'{name}_std': std}
-        if kind == 'eqt':
-            psnr, = equivariance.compute_equivariance_metrics(opts, num_samples=num, batch_size=4,
-                                                             compute_eqt_int=(suffix == '_int'), compute_eqt_frac=(suffix == '_frac'))
-            return {name: psnr}
-        psnr, = equivariance.compute_equivariance_metrics(opts, num_samples=num, batch_size=4, compute_eqr=True)
-        return {name: psnr}
-    fn.__name__ = name
-    return fn
+def _parse_metric_name(name):
+    """EasyDict(kind, count, nhood, suffix) of a metric name of the pattern above, or None."""
+    match = _NAME_PATTERN.fullmatch(name)
+    if match is None:
+        return None
+    spec = dnnlib.EasyDict(kind=match['kind'], count=int(match['digits']) * (1000 if match['kilo'] else 1),
+                           nhood=None if match['nhood'] is None else int(match['nhood']), suffix=match['suffix'])
+    if spec.count <= 0 or (spec.kind == 'pr') != (spec.nhood is not None) or spec.suffix not in _SUFFIXES[spec.kind]:
+        return None
+    return spec
+
+
+def _measure(opts, name, spec):
+    """Results of the metric `name` (parsed into `spec`) as {result name: value}."""
+    full = (spec.suffix == '_full')
+    count = spec.count
+    if spec.kind in ('fid', 'kid', 'pr', 'is'):
+        # The whole dataset is in reach; the full metrics and IS see it without x-flips.
+        opts.dataset_kwargs.update(max_size=None)
+        if full or spec.kind == 'is':
+            opts.dataset_kwargs.update(xflip=False)
+    if spec.kind == 'fid':
+        return {name: frechet_inception_distance.compute_fid(opts, max_real=None if full else count, num_gen=count)}
+    if spec.kind == 'kid':
+        kid = kernel_inception_distance.compute_kid(opts, max_real=1000000 if full else count, num_gen=count,
+                                                    num_subsets=100, max_subset_size=1000)
+        return {name: kid}
+    if spec.kind == 'pr':
+        precision, recall = precision_recall.compute_pr(opts, max_real=200000 if full else count, num_gen=count,
+                                                        nhood_size=spec.nhood, row_batch_size=10000,
+                                                        col_batch_size=10000)
+        return {f'{name}_precision': precision, f'{name}_recall': recall}
+    if spec.kind == 'is':
+        mean, std = inception_score.compute_is(opts, num_gen=count, num_splits=10)
+        return {f'{name}_mean': mean, f'{name}_std': std}
+    opts.G_kwargs.update(force_fp32=True)  # Equivariance is measured on float32 renders.
+    transform = {'_int': 'compute_eqt_int', '_frac': 'compute_eqt_frac', None: 'compute_eqr'}[spec.suffix]
+    psnr, = equivariance.compute_equivariance_metrics(opts, num_samples=count, batch_size=4, **{transform: True})
+    return {name: psnr}
+
+
+def _metric_of(name):
+    spec = _parse_metric_name(name)
+    if spec is None:
+        return None
+
+    def metric(opts):
+        return _measure(opts, name, spec)
+    metric.__name__ = name
+    return metric
+
+
+def _ppl2_wend(opts):
+    ppl = perceptual_path_length.compute_ppl(opts, num_samples=50000, epsilon=1e-4, space='w', sampling='end',
+                                             crop=False, batch_size=2)
+    return dict(ppl2_wend=ppl)
+
+
+# The metrics of the StyleGAN3 release, then the earlier ones of StyleGAN2-ADA, in the order they are listed.
+for _name in ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int', 'eqt50k_frac', 'eqr50k',
+              'fid50k', 'kid50k', 'pr50k3', 'is50k'):
+    _metric_dict[_name] = _ppl2_wend if _name == 'ppl2_wend' else _metric_of(_name)
 
 
 def get_metric_fn(name):
-    if name in _metric_dict:
-        return _metric_dict[name]
-    return _sized_metric(name)
+    return _metric_dict.get(name) or _metric_of(name)
 
 
 def detectors_needed(metric):
@@ -102,121 +128,33 @@ def calc_metric(metric, **kwargs):
     if fn is None:
         raise metric_utils.MetricError(f'Unknown metric {metric!r}; valid metrics: {", ".join(list_valid_metrics())}')
     opts = metric_utils.MetricOptions(**kwargs)
-
-    start_time = time.time()
-    results = fn(opts)
-    total_time = time.time() - start_time
-
-    # Every process must agree on the results' shape; the values come from rank 0.
-    for key, value in list(results.items()):
-        if opts.num_gpus > 1:
-            value = torch.as_tensor(value, dtype=torch.float64, device=opts.device)
-            torch.distributed.broadcast(tensor=value, src=0)
-            value = float(value.cpu())
-        results[key] = value
-
-    result = dnnlib.EasyDict(
-        results=dnnlib.EasyDict(results),
-        metric=metric,
-        total_time=total_time,
-        total_time_str=dnnlib.util.format_time(total_time),
-        num_gpus=opts.num_gpus,
-    )
+    started = time.time()
+    results = {key: _from_rank0(value, opts) for key, value in fn(opts).items()}
+    seconds = time.time() - started
+    result = dnnlib.EasyDict(results=dnnlib.EasyDict(results), metric=metric, total_time=seconds,
+                             total_time_str=dnnlib.util.format_time(seconds), num_gpus=opts.num_gpus)
     if opts.scale != 1:
         result.scale = opts.scale  # Rendered at this multiple of the training resolution (CREPS).
     return result
 
 
+def _from_rank0(value, opts):
+    """A result as rank 0 computed it, on every process (they all call this for the same keys)."""
+    if opts.num_gpus <= 1:
+        return value
+    shared = torch.as_tensor(value, dtype=torch.float64, device=opts.device)
+    torch.distributed.broadcast(tensor=shared, src=0)
+    return float(shared.cpu())
+
+
 def report_metric(result_dict, run_dir=None, snapshot_pkl=None):
     """Prints the result as one JSON line and appends it to <run_dir>/metric-<name>.jsonl."""
-    metric = result_dict['metric']
-    assert is_valid_metric(metric)
-    if run_dir is not None and snapshot_pkl is not None:
-        snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
-    line = json.dumps(dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time()))
-    print(line)
-    if run_dir is not None and os.path.isdir(run_dir):
-        with open(os.path.join(run_dir, f'metric-{metric}.jsonl'), 'at') as f:
-            f.write(line + '\n')
-
-# ----------------------------------------------------------------------------
-# The metrics of the StyleGAN3 release.
-
-
-@register_metric
-def fid50k_full(opts):
-    opts.dataset_kwargs.update(max_size=None, xflip=False)
-    return dict(fid50k_full=frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=50000))
-
-
-@register_metric
-def kid50k_full(opts):
-    opts.dataset_kwargs.update(max_size=None, xflip=False)
-    return dict(kid50k_full=kernel_inception_distance.compute_kid(opts, max_real=1000000, num_gen=50000,
-                                                                 num_subsets=100, max_subset_size=1000))
-
-
-@register_metric
-def pr50k3_full(opts):
-    opts.dataset_kwargs.update(max_size=None, xflip=False)
-    precision, recall = precision_recall.compute_pr(opts, max_real=200000, num_gen=50000, nhood_size=3,
-                                                    row_batch_size=10000, col_batch_size=10000)
-    return dict(pr50k3_full_precision=precision, pr50k3_full_recall=recall)
-
-
-@register_metric
-def ppl2_wend(opts):
-    ppl = perceptual_path_length.compute_ppl(opts, num_samples=50000, epsilon=1e-4, space='w', sampling='end',
-                                             crop=False, batch_size=2)
-    return dict(ppl2_wend=ppl)
-
-
-@register_metric
-def eqt50k_int(opts):
-    opts.G_kwargs.update(force_fp32=True)
-    psnr, = equivariance.compute_equivariance_metrics(opts, num_samples=50000, batch_size=4, compute_eqt_int=True)
-    return dict(eqt50k_int=psnr)
-
-
-@register_metric
-def eqt50k_frac(opts):
-    opts.G_kwargs.update(force_fp32=True)
-    psnr, = equivariance.compute_equivariance_metrics(opts, num_samples=50000, batch_size=4, compute_eqt_frac=True)
-    return dict(eqt50k_frac=psnr)
-
-
-@register_metric
-def eqr50k(opts):
-    opts.G_kwargs.update(force_fp32=True)
-    psnr, = equivariance.compute_equivariance_metrics(opts, num_samples=50000, batch_size=4, compute_eqr=True)
-    return dict(eqr50k=psnr)
-
-# Legacy metrics of StyleGAN2-ADA.
-
-
-@register_metric
-def fid50k(opts):
-    opts.dataset_kwargs.update(max_size=None)
-    return dict(fid50k=frechet_inception_distance.compute_fid(opts, max_real=50000, num_gen=50000))
-
-
-@register_metric
-def kid50k(opts):
-    opts.dataset_kwargs.update(max_size=None)
-    return dict(kid50k=kernel_inception_distance.compute_kid(opts, max_real=50000, num_gen=50000,
-                                                            num_subsets=100, max_subset_size=1000))
-
-
-@register_metric
-def pr50k3(opts):
-    opts.dataset_kwargs.update(max_size=None)
-    precision, recall = precision_recall.compute_pr(opts, max_real=50000, num_gen=50000, nhood_size=3,
-                                                    row_batch_size=10000, col_batch_size=10000)
-    return dict(pr50k3_precision=precision, pr50k3_recall=recall)
-
-
-@register_metric
-def is50k(opts):
-    opts.dataset_kwargs.update(max_size=None, xflip=False)
-    mean, std = inception_score.compute_is(opts, num_gen=50000, num_splits=10)
-    return dict(is50k_mean=mean, is50k_std=std)
+    assert is_valid_metric(result_dict['metric'])
+    in_run = run_dir is not None
+    if in_run and snapshot_pkl is not None:
+        snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)  # Runs can move; the name inside stays valid.
+    record = json.dumps(dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time()))
+    print(record)
+    if in_run and os.path.isdir(run_dir):
+        with open(os.path.join(run_dir, f'metric-{result_dict["metric"]}.jsonl'), 'at') as f:
+            print(record, file=f)

@@ -1,8 +1,9 @@
-"""Lightweight statistics collection: `report()` anywhere, `Collector` reads averages per interval.
+"""Statistics reported from anywhere during training, read back per interval as count, mean and spread.
 
-Each named statistic accumulates [count, sum, sum of squares] in float64. When
-`torch.distributed` is initialised, `Collector.update()` sums the moments over all processes,
-so every process reads the same global averages.
+`report(name, value)` adds scalars to a named statistic. A `Collector` reads what was reported between two
+of its `update()` calls. A statistic is three running moments (count, sum, sum of squares) in float64, held
+per device so that reporting never waits for the GPU; with torch.distributed initialised, `update()` adds
+up the moments of all processes, so that every process reads the same numbers.
 """
 
 import re
@@ -14,166 +15,151 @@ import dnnlib
 
 # ----------------------------------------------------------------------------
 
-_num_moments = 3                 # [count, sum, sum of squares].
-_reduce_dtype = torch.float32    # Dtype used to move data across processes.
-_counter_dtype = torch.float64   # Dtype of the accumulated moments.
-_rank = 0                        # Rank of this process.
-_sync_device = None              # Device for the distributed reduction (None = chosen by backend).
-_sync_called = False             # Has a Collector synchronised yet?
-_counters = dict()               # name -> device -> running moments since the last update.
-_cumulative = dict()             # name -> moments accumulated by updates so far.
+NUM_MOMENTS = 3                 # Count, sum, sum of squares.
+_TRANSFER_DTYPE = torch.float32  # Reported values are summed in this type...
+_MOMENT_DTYPE = torch.float64    # ...and accumulated in this one.
+
+
+class _Registry:
+    """What this process has reported, and how it joins the other processes."""
+
+    def __init__(self):
+        self.rank = 0               # Rank of this process; report0 counts only on rank 0.
+        self.reduce_device = None   # Where moments are summed across processes; None: chosen from the backend.
+        self.reduced = False        # Set by the first reduction; the settings above are fixed from then on.
+        self.pending = {}           # name -> {device: moments reported since the last reduction}.
+        self.totals = {}            # name -> moments of every reduction so far (CPU, all processes).
+
+
+_registry = _Registry()
 
 # ----------------------------------------------------------------------------
 
 
 def init_multiprocessing(rank, sync_device):
-    """Sets this process's rank and the device used to reduce statistics across processes.
-
-    Call before the first `Collector.update()`. `sync_device` is the process's GPU for
-    NCCL or torch.device('cpu') for gloo; None picks one from the initialised process group.
-    """
-    global _rank, _sync_device
-    assert not _sync_called, 'init_multiprocessing() must be called before the statistics are first synchronised'
-    _rank = rank
-    _sync_device = sync_device
+    """Tells this process its rank and the device for summing statistics across processes (its GPU with NCCL,
+    torch.device('cpu') with gloo, None to choose from the process group). Call before any Collector.update()."""
+    assert not _registry.reduced, 'init_multiprocessing() comes before the first Collector.update()'
+    _registry.rank = rank
+    _registry.reduce_device = sync_device
 
 
 @torch.no_grad()
 def report(name, value):
-    """Adds the elements of `value` (scalar, list, array or tensor) to statistic `name`; returns `value`."""
-    if name not in _counters:
-        _counters[name] = dict()
-
-    elems = torch.as_tensor(value)
-    if elems.numel() == 0:
+    """Adds every element of `value` (a number, sequence, array or tensor) to the statistic `name`. Returns
+    `value` unchanged, so that a call can wrap an expression."""
+    per_device = _registry.pending.setdefault(name, {})  # Known by name even when empty (for the reduction).
+    values = torch.as_tensor(value)
+    if values.numel() == 0:
         return value
-
-    elems = elems.detach().flatten().to(_reduce_dtype)
-    moments = torch.stack([
-        torch.ones_like(elems).sum(),
-        elems.sum(),
-        elems.square().sum(),
-    ])
-    assert moments.ndim == 1 and moments.shape[0] == _num_moments
-    moments = moments.to(_counter_dtype)
-
-    device = moments.device
-    if device not in _counters[name]:
-        _counters[name][device] = torch.zeros_like(moments)
-    _counters[name][device].add_(moments)
+    values = values.detach().reshape(-1).to(_TRANSFER_DTYPE)
+    count = values.new_full([], values.numel())
+    moments = torch.stack([count, values.sum(), values.square().sum()]).to(_MOMENT_DTYPE)
+    if values.device in per_device:
+        per_device[values.device].add_(moments)
+    else:
+        per_device[values.device] = moments
     return value
 
 
 def report0(name, value):
-    """Like `report()`, but only counted on rank 0 (other processes report an empty list)."""
-    report(name, value if _rank == 0 else [])
+    """report() on rank 0; the other processes add nothing (but the statistic exists on them too)."""
+    report(name, value if _registry.rank == 0 else [])
     return value
+
+# ----------------------------------------------------------------------------
+
+
+def _reduce(names):
+    """Adds the pending moments of `names` (from all devices and processes) to their totals; returns
+    {name: total moments}."""
+    if not names:
+        return {}
+    _registry.reduced = True
+    across_processes = (torch.distributed.is_available() and torch.distributed.is_initialized()
+                        and torch.distributed.get_world_size() > 1)
+    device = _registry.reduce_device
+    if device is None:
+        uses_nccl = across_processes and torch.distributed.get_backend() == 'nccl'
+        device = torch.device('cuda', torch.cuda.current_device()) if uses_nccl else torch.device('cpu')
+
+    rows = []
+    for name in names:
+        row = torch.zeros([NUM_MOMENTS], dtype=_MOMENT_DTYPE, device=device)
+        for moments in _registry.pending[name].values():
+            row += moments.to(device)
+            moments.zero_()
+        rows.append(row)
+    table = torch.stack(rows)
+    if across_processes:
+        torch.distributed.all_reduce(table)
+    table = table.cpu()
+
+    for name, row in zip(names, table):
+        _registry.totals[name] = _registry.totals.get(name, torch.zeros_like(row)) + row
+    return {name: _registry.totals[name] for name in names}
 
 # ----------------------------------------------------------------------------
 
 
 class Collector:
-    """Reads the statistics reported since the previous `update()` whose names match `regex`.
+    """The statistics whose names match `regex`, as reported between the two latest update() calls.
 
-    With `keep_previous`, a statistic that received no data during an interval keeps its
-    previous value; otherwise it reads as empty (count 0, mean nan).
-    """
+    A statistic that got no data in the latest interval keeps its value from the interval before when
+    `keep_previous` is set, and reads as empty (count 0, mean nan) otherwise."""
 
     def __init__(self, regex='.*', keep_previous=True):
-        self._regex = re.compile(regex)
+        self._pattern = re.compile(regex)
         self._keep_previous = keep_previous
-        self._cumulative = dict()
-        self._moments = dict()
-        self.update()
-        self._moments.clear()
+        self._totals_seen = {}      # name -> its total moments at the previous update().
+        self._latest = {}           # name -> moments of the interval that update() closed.
+        self.update()               # Whatever was reported before the collector existed is not its business.
+        self._latest = {}
 
     def names(self):
-        """Names of the statistics reported so far that match the regex."""
-        return [name for name in _counters if self._regex.fullmatch(name)]
+        """The statistics reported so far whose names match."""
+        return [name for name in _registry.pending if self._pattern.fullmatch(name)]
 
     def update(self):
-        """Ends the current interval: gathers (and reduces across processes) the new data."""
+        """Closes the current interval: its statistics become what num(), mean() and std() read."""
         if not self._keep_previous:
-            self._moments.clear()
-        for name, cumulative in _sync(self.names()):
-            if name not in self._cumulative:
-                self._cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
-            delta = cumulative - self._cumulative[name]
-            self._cumulative[name].copy_(cumulative)
-            if float(delta[0]) != 0:
-                self._moments[name] = delta
+            self._latest = {}
+        for name, total in _reduce(self.names()).items():
+            seen = self._totals_seen.get(name)
+            added = total.clone() if seen is None else total - seen
+            self._totals_seen[name] = total.clone()
+            if float(added[0]) != 0:
+                self._latest[name] = added
 
-    def _get_delta(self, name):
-        assert self._regex.fullmatch(name)
-        if name not in self._moments:
-            self._moments[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
-        return self._moments[name]
+    def _interval(self, name):
+        assert self._pattern.fullmatch(name), f'{name} does not match the collector\'s pattern'
+        return self._latest.get(name, torch.zeros([NUM_MOMENTS], dtype=_MOMENT_DTYPE))
 
     def num(self, name):
-        """Number of scalars reported during the last interval."""
-        return int(self._get_delta(name)[0])
+        """How many values were reported in the interval."""
+        return int(self._interval(name)[0])
 
     def mean(self, name):
-        """Mean of the scalars reported during the last interval (nan if none)."""
-        delta = self._get_delta(name)
-        if int(delta[0]) == 0:
-            return float('nan')
-        return float(delta[1] / delta[0])
+        """Their mean (nan without values)."""
+        count, total, _ = self._interval(name).tolist()
+        return total / count if count else float('nan')
 
     def std(self, name):
-        """Standard deviation of the scalars reported during the last interval (nan if none)."""
-        delta = self._get_delta(name)
-        if int(delta[0]) == 0 or not np.isfinite(float(delta[1])):
+        """Their standard deviation (nan without values or with non-finite ones, 0 for a single value)."""
+        count, total, total_sq = self._interval(name).tolist()
+        if count == 0 or not np.isfinite(total):
             return float('nan')
-        if int(delta[0]) == 1:
+        if count == 1:
             return float(0)
-        mean = float(delta[1] / delta[0])
-        raw_var = float(delta[2] / delta[0])
-        return np.sqrt(max(raw_var - np.square(mean), 0))
+        mean = total / count
+        return float(np.sqrt(max(total_sq / count - mean * mean, 0)))
 
     def as_dict(self):
-        """{name: EasyDict(num, mean, std)} for every statistic seen."""
-        stats = dnnlib.EasyDict()
-        for name in self.names():
-            stats[name] = dnnlib.EasyDict(num=self.num(name), mean=self.mean(name), std=self.std(name))
-        return stats
+        """{name: EasyDict(num, mean, std)} for every matching statistic."""
+        return dnnlib.EasyDict({name: dnnlib.EasyDict(num=self.num(name), mean=self.mean(name), std=self.std(name))
+                                for name in self.names()})
 
     def __getitem__(self, name):
         return self.mean(name)
 
 # ----------------------------------------------------------------------------
-
-
-def _sync(names):
-    """Moves the running moments into the cumulative totals (summed over processes); returns
-    [(name, cumulative moments)] for the given names."""
-    global _sync_called
-    if len(names) == 0:
-        return []
-    _sync_called = True
-
-    distributed = (torch.distributed.is_available() and torch.distributed.is_initialized()
-                   and torch.distributed.get_world_size() > 1)
-    device = _sync_device
-    if device is None:
-        nccl = distributed and torch.distributed.get_backend() == 'nccl'
-        device = torch.device('cuda', torch.cuda.current_device()) if nccl else torch.device('cpu')
-
-    deltas = []
-    for name in names:
-        delta = torch.zeros([_num_moments], dtype=_counter_dtype, device=device)
-        for counter in _counters[name].values():
-            delta.add_(counter.to(device))
-            counter.zero_()
-        deltas.append(delta)
-    deltas = torch.stack(deltas)
-
-    if distributed:
-        torch.distributed.all_reduce(deltas)
-
-    deltas = deltas.cpu()
-    for idx, name in enumerate(names):
-        if name not in _cumulative:
-            _cumulative[name] = torch.zeros([_num_moments], dtype=_counter_dtype)
-        _cumulative[name].add_(deltas[idx])
-    return [(name, _cumulative[name]) for name in names]

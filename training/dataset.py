@@ -28,6 +28,15 @@ def _starts_with(path, magic):
 def is_power_of_two(value):
     return value >= 1 and (value & (value - 1)) == 0
 
+def _chosen_images(num_images, max_size, seed):
+    """Image numbers a dataset uses: all of them, or `max_size` drawn with `seed`. Kept in file order, so
+    that reading them goes through the files front to back."""
+    numbers = np.arange(num_images, dtype=np.int64)
+    if max_size is None or num_images <= max_size:
+        return numbers
+    np.random.RandomState(seed).shuffle(numbers)
+    return np.sort(numbers[:max_size])
+
 # ----------------------------------------------------------------------------
 
 
@@ -44,22 +53,17 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
     ):
         if max_size is not None and max_size < 0:
             raise ValueError(f'max_size must be non-negative, got {max_size}')
-        self._name = name
+        self.name = name                        # The dataset's file or folder name without extension.
         self._raw_shape = list(raw_shape)
         self._use_labels = bool(use_labels)
         self._raw_labels = None
         self._label_shape = None
 
-        # The subset keeps the original order so that it reads the files sequentially.
-        self._raw_idx = np.arange(self._raw_shape[0], dtype=np.int64)
-        if max_size is not None and self._raw_idx.size > max_size:
-            np.random.RandomState(random_seed).shuffle(self._raw_idx)
-            self._raw_idx = np.sort(self._raw_idx[:max_size])
-
-        self._xflip = np.zeros(self._raw_idx.size, dtype=np.uint8)
-        if xflip:
-            self._raw_idx = np.tile(self._raw_idx, 2)
-            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
+        # Items: the chosen images, then (with xflip) the same images again, mirrored.
+        chosen = _chosen_images(self._raw_shape[0], max_size, random_seed)
+        copies = 2 if xflip else 1
+        self._raw_idx = np.tile(chosen, copies)
+        self._xflip = np.repeat(np.arange(copies, dtype=np.uint8), chosen.size)
 
         # Labels are small; reading them now reports a broken dataset.json before training starts.
         self._get_raw_labels()
@@ -105,67 +109,65 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
         return self._raw_idx.size
 
     def __getitem__(self, idx):
-        image = self._load_raw_image(self._raw_idx[idx])
-        assert isinstance(image, np.ndarray) and image.dtype == np.uint8
-        assert list(image.shape) == self.image_shape
+        raw_idx = self._raw_idx[idx]
+        image = self._load_raw_image(raw_idx)
+        assert isinstance(image, np.ndarray) and image.dtype == np.uint8, 'images load as uint8 arrays'
+        assert list(image.shape) == self.image_shape, f'image {raw_idx} has shape {list(image.shape)}'
         if self._xflip[idx]:
-            image = image[:, :, ::-1]
-        return image.copy(), self.get_label(idx)
+            image = np.flip(image, axis=2)
+        return image.copy(order="C"), self.get_label(idx)
 
     def get_label(self, idx):
         """The label of item idx as float32 (one-hot for class labels)."""
-        label = self._get_raw_labels()[self._raw_idx[idx]]
-        if label.dtype == np.int64:
-            onehot = np.zeros(self.label_shape, dtype=np.float32)
-            onehot[label] = 1
-            label = onehot
-        return label.copy()
+        stored = self._get_raw_labels()[self._raw_idx[idx]]
+        if stored.dtype != np.int64:
+            return np.array(stored)
+        one_hot = np.zeros(self.label_shape, dtype=np.float32)
+        one_hot[stored] = 1
+        return one_hot
 
     def get_details(self, idx):
         """Where item idx comes from: raw_idx (image number), xflip (mirrored?) and raw_label (as stored)."""
-        return dnnlib.EasyDict(
-            raw_idx   = int(self._raw_idx[idx]),
-            xflip     = int(self._xflip[idx]) != 0,
-            raw_label = self._get_raw_labels()[self._raw_idx[idx]].copy(),
-        )
-
-    @property
-    def name(self):
-        return self._name
+        raw_idx = int(self._raw_idx[idx])
+        return dnnlib.EasyDict(raw_idx=raw_idx, xflip=bool(self._xflip[idx]),
+                               raw_label=np.array(self._get_raw_labels()[raw_idx]))
 
     @property
     def image_shape(self):
-        return list(self._raw_shape[1:])
+        """[C, H, W], the same for every image."""
+        channels, height, width = self._raw_shape[1:]
+        return [channels, height, width]
 
     @property
     def num_channels(self):
-        assert len(self.image_shape) == 3 # CHW
-        return self.image_shape[0]
+        channels, _height, _width = self.image_shape
+        return channels
 
     @property
     def resolution(self):
-        assert len(self.image_shape) == 3 # CHW
-        assert self.image_shape[1] == self.image_shape[2]
-        return self.image_shape[1]
+        _channels, height, width = self.image_shape
+        assert height == width, 'dataset images are square'
+        return width
 
     @property
     def label_shape(self):
+        """[D] for label vectors; [number of classes] (the largest index + 1) for class indices."""
         if self._label_shape is None:
-            raw_labels = self._get_raw_labels()
-            if raw_labels.dtype == np.int64:
-                self._label_shape = [int(np.max(raw_labels)) + 1 if raw_labels.size else 0]
+            stored = self._get_raw_labels()
+            if stored.dtype == np.int64:
+                self._label_shape = [int(stored.max()) + 1] if stored.size else [0]
             else:
-                self._label_shape = list(raw_labels.shape[1:])
+                self._label_shape = list(stored.shape[1:])
         return list(self._label_shape)
 
     @property
     def label_dim(self):
-        assert len(self.label_shape) == 1
-        return self.label_shape[0]
+        (dim,) = self.label_shape
+        return dim
 
     @property
     def has_labels(self):
-        return any(size != 0 for size in self.label_shape)
+        return any(self.label_shape)
 
     @property
     def has_onehot_labels(self):

@@ -210,11 +210,8 @@ def open_training_data(training_set_kwargs, data_loader_kwargs, random_seed, num
     loader = torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_size // num_gpus,
                                          **data_loader_kwargs)
     if rank == 0:
-        print()
-        print('Num images: ', len(training_set))
-        print('Image shape:', training_set.image_shape)
-        print('Label shape:', training_set.label_shape)
-        print()
+        print(f'\nNum images:  {len(training_set)}\nImage shape: {training_set.image_shape}\n'
+              f'Label shape: {training_set.label_shape}\n')
     return training_set, iter(loader)
 
 
@@ -608,25 +605,25 @@ def save_progress_images(run_dir, grid, G, G_ema, cur_nimg, logs):
     """fakesKKKKKK.png from G_ema (as the official code) and fakes_rawKKKKKK.png from G, of the same fixed
     latents as at every snapshot, so progress shows; TensorBoard gets both side by side."""
     kimg = cur_nimg // 1000
-    tiled = dict()
-    for fname, network in [(f'fakes{kimg:06d}.png', G_ema), (f'fakes_raw{kimg:06d}.png', G)]:
-        tiled[fname] = tile_image_grid(generate_grid_images(network, grid.z, grid.c), drange=[-1, 1], grid_size=grid.size)
-        write_png(tiled[fname], os.path.join(run_dir, fname))
-    gap = np.full_like(tiled[f'fakes{kimg:06d}.png'][:, :4], 255)
-    logs.write_images(cur_nimg, {'Samples/G_ema | G': np.concatenate([tiled[f'fakes{kimg:06d}.png'], gap,
-                                                                      tiled[f'fakes_raw{kimg:06d}.png']], axis=1)})
+    ema_tiles, raw_tiles = [tile_image_grid(generate_grid_images(network, grid.z, grid.c), drange=[-1, 1],
+                                            grid_size=grid.size) for network in (G_ema, G)]
+    write_png(ema_tiles, os.path.join(run_dir, f'fakes{kimg:06d}.png'))
+    write_png(raw_tiles, os.path.join(run_dir, f'fakes_raw{kimg:06d}.png'))
+    white_gap = np.full_like(ema_tiles[:, :4], 255)
+    logs.write_images(cur_nimg, {'Samples/G_ema | G': np.concatenate([ema_tiles, white_gap, raw_tiles], axis=1)})
 
 
 def tile_image_grid(img, drange, grid_size):
-    """A batch [N, C, H, W] tiled gw x gh into one uint8 [gh * H, gw * W, C], mapping `drange` to [0, 255]."""
+    """A batch [N, C, H, W] laid out as `grid_size` = (columns, rows) tiles in one uint8 image
+    [rows * H, columns * W, C]; values in `drange` map to 0..255."""
     lo, hi = drange
-    img = np.asarray(img, dtype=np.float32)
-    img = (img - lo) * (255 / (hi - lo))
-    img = np.rint(img).clip(0, 255).astype(np.uint8)
-    gw, gh = grid_size
-    _N, C, H, W = img.shape
-    assert C in (1, 3)
-    return img.reshape([gh, gw, C, H, W]).transpose(0, 3, 1, 4, 2).reshape([gh * H, gw * W, C])
+    scaled = (np.asarray(img, dtype=np.float32) - lo) * (255 / (hi - lo))
+    pixels = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    columns, rows = grid_size
+    _count, channels, height, width = pixels.shape
+    assert channels in (1, 3), 'grids hold grey or RGB images'
+    by_tile = pixels.reshape(rows, columns, channels, height, width)
+    return by_tile.transpose(0, 3, 1, 4, 2).reshape(rows * height, columns * width, channels)
 
 
 def write_png(img, fname):
