@@ -161,76 +161,73 @@ class MetricOptions:
 
 
 class FeatureStats:
-    """Accumulates feature vectors: all of them, and/or their running mean and covariance (float64)."""
+    """Feature vectors of many images, kept whole (`capture_all`) and/or as float64 sums from which their mean
+    and covariance follow (`capture_mean_cov`). The attribute names are the layout of the cache files, which
+    the official code shares."""
 
     def __init__(self, capture_all=False, capture_mean_cov=False, max_items=None):
         self.capture_all = capture_all
         self.capture_mean_cov = capture_mean_cov
-        self.max_items = max_items
+        self.max_items = max_items          # Vectors beyond this many are ignored; None: no limit.
         self.num_items = 0
-        self.num_features = None
-        self.all_features = None
-        self.raw_mean = None
-        self.raw_cov = None
+        self.num_features = None            # Set by the first batch.
+        self.all_features = None            # List of float32 [n, D] batches (capture_all).
+        self.raw_mean = None                # Sum of the vectors (capture_mean_cov).
+        self.raw_cov = None                 # Sum of their outer products (capture_mean_cov).
 
     def set_num_features(self, num_features):
-        if self.num_features is not None:
-            assert num_features == self.num_features, 'feature size changed between batches'
-            return
-        self.num_features = num_features
-        self.all_features = []
-        self.raw_mean = np.zeros([num_features], dtype=np.float64)
-        self.raw_cov = np.zeros([num_features, num_features], dtype=np.float64)
+        if self.num_features is None:
+            self.num_features = num_features
+            self.all_features = []
+            self.raw_mean = np.zeros(num_features, dtype=np.float64)
+            self.raw_cov = np.zeros((num_features, num_features), dtype=np.float64)
+        assert self.num_features == num_features, 'feature size changed between batches'
 
     def is_full(self):
-        return (self.max_items is not None) and (self.num_items >= self.max_items)
+        return self.max_items is not None and self.num_items >= self.max_items
 
     def append(self, x):
-        """Adds a [N, D] batch (numpy); items beyond `max_items` are dropped."""
-        x = np.asarray(x, dtype=np.float32)
-        assert x.ndim == 2
+        """Adds a [N, D] batch (numpy); vectors beyond `max_items` are dropped."""
+        batch = np.asarray(x, dtype=np.float32)
+        assert batch.ndim == 2, 'features come as [N, D]'
         if self.max_items is not None:
-            if self.num_items + x.shape[0] > self.max_items:
-                if self.num_items >= self.max_items:
-                    return
-                x = x[:self.max_items - self.num_items]
-        self.set_num_features(x.shape[1])
-        self.num_items += x.shape[0]
-        if self.capture_all:
-            self.all_features.append(x)
-        if self.capture_mean_cov:
-            x64 = x.astype(np.float64)
-            self.raw_mean += x64.sum(axis=0)
-            self.raw_cov += x64.T @ x64
+            room = self.max_items - self.num_items
+            if room <= 0:
+                return
+            batch = batch[:room]
+        self.set_num_features(batch.shape[1])
+        self.num_items += len(batch)
+        self.all_features += [batch] if self.capture_all else []
+        if self.capture_mean_cov:  # Sums in float64: 50k vectors of 2048 features lose no precision.
+            as_float64 = batch.astype(np.float64)
+            np.add(self.raw_mean, as_float64.sum(axis=0), out=self.raw_mean)
+            np.add(self.raw_cov, as_float64.T @ as_float64, out=self.raw_cov)
 
     def append_torch(self, x, num_gpus=1, rank=0):
-        """Adds a [N, D] tensor computed on each process; gathers across processes, interleaved by rank."""
+        """Adds a [N, D] tensor computed on each process; every process gets all of them, interleaved by rank
+        (item i of rank r lands at position i * num_gpus + r)."""
         assert isinstance(x, torch.Tensor) and x.ndim == 2
         assert 0 <= rank < num_gpus
         if num_gpus > 1:
-            ys = []
-            for src in range(num_gpus):
-                y = x.clone()
-                torch.distributed.broadcast(y, src=src)
-                ys.append(y)
-            x = torch.stack(ys, dim=1).flatten(0, 1)  # Item i of rank r -> position i * num_gpus + r.
+            per_rank = [torch.empty_like(x) for _ in range(num_gpus)]
+            torch.distributed.all_gather(per_rank, x.contiguous())
+            x = torch.stack(per_rank, dim=1).flatten(0, 1)
         self.append(x.cpu().numpy())
 
     def get_all(self):
         assert self.capture_all
-        if len(self.all_features) == 0:
-            return np.zeros([0, self.num_features or 0], dtype=np.float32)
-        return np.concatenate(self.all_features, axis=0)
+        if self.all_features:
+            return np.concatenate(self.all_features, axis=0)
+        return np.zeros([0, self.num_features or 0], dtype=np.float32)
 
     def get_all_torch(self):
         return torch.from_numpy(self.get_all())
 
     def get_mean_cov(self):
+        """(mean [D], covariance [D, D]) of the vectors added, normalised by their count."""
         assert self.capture_mean_cov and self.num_items > 0
         mean = self.raw_mean / self.num_items
-        cov = self.raw_cov / self.num_items
-        cov = cov - np.outer(mean, mean)
-        return mean, cov
+        return mean, self.raw_cov / self.num_items - np.outer(mean, mean)
 
     def save(self, path):
         """Writes atomically (temp file + rename), so a concurrent reader never sees a partial file."""
@@ -254,47 +251,54 @@ class FeatureStats:
 
 
 class ProgressMonitor:
-    """Reports progress of a (possibly nested) computation through an optional callback and/or tqdm."""
+    """Progress of a step of a metric, and of the steps inside it (sub()): a bar on a terminal, a summary line
+    when the step ends (verbose), and `progress_fn(done, total)` over the span [pfn_lo, pfn_hi] of `pfn_total`
+    that this step owns. (`flush_interval` is accepted for compatibility.)"""
 
     def __init__(self, tag=None, num_items=None, flush_interval=1000, verbose=False, progress_fn=None,
                  pfn_lo=0, pfn_hi=1000, pfn_total=1000):
         self.tag = tag
         self.num_items = num_items
-        self.verbose = verbose
         self.flush_interval = flush_interval
+        self.verbose = verbose
         self.progress_fn = progress_fn
-        self.pfn_lo = pfn_lo
-        self.pfn_hi = pfn_hi
-        self.pfn_total = pfn_total
+        self.pfn_lo, self.pfn_hi, self.pfn_total = pfn_lo, pfn_hi, pfn_total
         self.start_time = time.time()
-        self.batch_items = 0
+        shows_bar = verbose and tag is not None and bool(num_items) and sys.stderr.isatty()
         self.bar = None
-        if self.verbose and self.tag is not None and self.num_items and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=self.num_items, desc=self.tag, unit='img', leave=False, dynamic_ncols=True)
+        if shows_bar:
+            import tqdm  # Only for terminals.
+            self.bar = tqdm.tqdm(total=num_items, desc=tag, unit='img', leave=False, dynamic_ncols=True)
+        self._tell(0)
+
+    def _span_point(self, fraction):
+        return self.pfn_lo + (self.pfn_hi - self.pfn_lo) * fraction
+
+    def _tell(self, fraction):
         if self.progress_fn is not None:
-            self.progress_fn(self.pfn_lo, self.pfn_total)
+            self.progress_fn(self._span_point(fraction), self.pfn_total)
 
     def update(self, cur_items):
-        assert (self.num_items is None) or (cur_items <= self.num_items)
+        """`cur_items` of the step's items are done."""
+        assert self.num_items is None or cur_items <= self.num_items
         if self.bar is not None:
             self.bar.update(cur_items - self.bar.n)
-        if self.verbose and self.tag is not None and cur_items == self.num_items:
+        finished = self.num_items is not None and cur_items == self.num_items
+        if finished and self.verbose and self.tag is not None:
             if self.bar is not None:
                 self.bar.close()
-            elapsed = time.time() - self.start_time
-            print(f'{self.tag:<19s} items {cur_items:<7d} time {dnnlib.util.format_time(elapsed):<12s} '
-                  f'ms/item {elapsed / max(cur_items, 1) * 1e3:.2f}', flush=True)
-        if self.progress_fn is not None and self.num_items:
-            self.progress_fn(self.pfn_lo + (self.pfn_hi - self.pfn_lo) * cur_items / self.num_items, self.pfn_total)
+            seconds = time.time() - self.start_time
+            per_item_ms = seconds / max(cur_items, 1) * 1e3
+            print(f'{self.tag:<19s} items {cur_items:<7d} time {dnnlib.util.format_time(seconds):<12s} '
+                  f'ms/item {per_item_ms:.2f}', flush=True)
+        if self.num_items:
+            self._tell(cur_items / self.num_items)
 
     def sub(self, tag=None, num_items=None, flush_interval=1000, rel_lo=0, rel_hi=1):
-        return ProgressMonitor(
-            tag=tag, num_items=num_items, flush_interval=flush_interval, verbose=self.verbose,
-            progress_fn=self.progress_fn,
-            pfn_lo=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_lo,
-            pfn_hi=self.pfn_lo + (self.pfn_hi - self.pfn_lo) * rel_hi,
-            pfn_total=self.pfn_total)
+        """The monitor of a step inside this one, owning [rel_lo, rel_hi] of this one's span."""
+        return ProgressMonitor(tag=tag, num_items=num_items, flush_interval=flush_interval, verbose=self.verbose,
+                               progress_fn=self.progress_fn, pfn_lo=self._span_point(rel_lo),
+                               pfn_hi=self._span_point(rel_hi), pfn_total=self.pfn_total)
 
 # ----------------------------------------------------------------------------
 # Deterministic sampling of latents and labels: item i always gets the same z and c,
@@ -420,73 +424,78 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
     """Feature statistics of the real images (at a scale other than 1, resized to the rendering resolution
     unless already there), cached on disk by everything that affects them."""
     dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs)
-    resized_resolution = None
-    if opts.scale != 1:
-        # The CREPS protocol compares with reals prepared at the rendering resolution; reals at another
-        # resolution (the training one) are resized to it.
-        try:
-            target = networks_creps.rendering_resolution(opts.G, opts.scale) if opts.G is not None else \
-                networks_creps.scaled_resolution(dataset.resolution, opts.scale)
-        except ValueError as e:
-            raise MetricError(f'Cannot evaluate at scale {opts.scale}: {e}') from None
-        if dataset.resolution != target:
-            resized_resolution = target
-    batch_size = batch_size or opts.batch_size
-    data_loader_kwargs = dict(opts.data_loader_kwargs if data_loader_kwargs is None else data_loader_kwargs)
-    if data_loader_kwargs.get('num_workers', 0) == 0:
-        data_loader_kwargs.pop('prefetch_factor', None)
+    resized_resolution = _comparison_resolution(opts, dataset)
+    num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
 
     cache_file = None
     if opts.cache:
         key = [_dataset_identity(opts.dataset_kwargs), detector_digest(detector_url),
                sorted(detector_kwargs.items()), sorted(stats_kwargs.items()), max_items]
-        if resized_resolution is not None:
-            key.append(('resized', resized_resolution))
-        key = repr(key)
-        md5 = hashlib.md5(key.encode('utf-8')).hexdigest()
-        tag = f'{dataset.name}-{DETECTOR_NAMES.get(detector_url, "detector").lower()}-{md5}'
-        cache_file = dnnlib.make_cache_dir_path('gan-metrics', tag + '.pkl')
-
+        key += [] if resized_resolution is None else [('resized', resized_resolution)]
+        digest = hashlib.md5(repr(key).encode('utf-8')).hexdigest()
+        detector_name = DETECTOR_NAMES.get(detector_url, 'detector').lower()
+        cache_file = dnnlib.make_cache_dir_path('gan-metrics', f'{dataset.name}-{detector_name}-{digest}.pkl')
         if opts.rank == 0 and not os.path.isfile(cache_file) and resized_resolution is None and opts.scale == 1:
-            num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
             official = _official_cached_stats(opts, dataset, detector_url, detector_kwargs, stats_kwargs, num_items)
             if official is not None:
                 os.makedirs(os.path.dirname(cache_file), exist_ok=True)
                 official.save(cache_file)
+        cached = _read_cache_on_every_rank(opts, cache_file)
+        if cached is not None:
+            return cached
 
-        # Rank 0 decides whether the cache is usable; all ranks follow.
-        flag = os.path.isfile(cache_file) if opts.rank == 0 else False
-        if opts.num_gpus > 1:
-            flag_tensor = torch.as_tensor(flag, dtype=torch.float32, device=opts.device)
-            torch.distributed.broadcast(tensor=flag_tensor, src=0)
-            flag = float(flag_tensor.cpu()) != 0
-        if flag:
-            try:
-                return FeatureStats.load(cache_file)
-            except (OSError, safe_pickle.UnsafePickleError, safe_pickle.MalformedPickleError) as e:
-                print(f'Recomputing dataset statistics: the cache file is unusable ({e})', file=sys.stderr)
-
-    num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
     progress = opts.progress.sub(tag='dataset features', num_items=num_items, rel_lo=rel_lo, rel_hi=rel_hi)
     detector = get_feature_detector(detector_url, device=opts.device, num_gpus=opts.num_gpus, rank=opts.rank,
                                     verbose=progress.verbose)
-
-    item_subset = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
-    loader_dataset = dataset if resized_resolution is None else ResizedDataset(dataset, resized_resolution)
-    loader = torch.utils.data.DataLoader(dataset=loader_dataset, sampler=item_subset, batch_size=batch_size,
-                                         **data_loader_kwargs)
-    for images, _labels in loader:
-        if images.shape[1] == 1:
-            images = images.repeat([1, 3, 1, 1])
-        features = detector(images.to(opts.device), **detector_kwargs)
-        stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
+    loader_kwargs = dict(opts.data_loader_kwargs if data_loader_kwargs is None else data_loader_kwargs)
+    if loader_kwargs.get('num_workers', 0) == 0:
+        loader_kwargs.pop('prefetch_factor', None)  # Refused by DataLoader without worker processes.
+    # Process r reads items r, r + P, r + 2P, ... (wrapping around, so every process reads as many).
+    per_process = -(-num_items // opts.num_gpus)
+    my_items = [(step * opts.num_gpus + opts.rank) % num_items for step in range(per_process)]
+    source = dataset if resized_resolution is None else ResizedDataset(dataset, resized_resolution)
+    for images, _labels in torch.utils.data.DataLoader(dataset=source, sampler=my_items,
+                                                       batch_size=batch_size or opts.batch_size, **loader_kwargs):
+        rgb = torch.cat([images] * 3, dim=1) if images.shape[1] == 1 else images
+        stats.append_torch(detector(rgb.to(opts.device), **detector_kwargs), num_gpus=opts.num_gpus, rank=opts.rank)
         progress.update(stats.num_items)
 
     if cache_file is not None and opts.rank == 0:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         stats.save(cache_file)
     return stats
+
+
+def _comparison_resolution(opts, dataset):
+    """The size the reals are resized to before feature extraction, or None to take them as they are. At a
+    scale other than 1, the CREPS protocol compares with reals at the rendering resolution; reals at another
+    resolution (the training one) are resized to it."""
+    if opts.scale == 1:
+        return None
+    try:
+        target = networks_creps.rendering_resolution(opts.G, opts.scale) if opts.G is not None else \
+            networks_creps.scaled_resolution(dataset.resolution, opts.scale)
+    except ValueError as e:
+        raise MetricError(f'Cannot evaluate at scale {opts.scale}: {e}') from None
+    return None if dataset.resolution == target else target
+
+
+def _read_cache_on_every_rank(opts, cache_file):
+    """The statistics in `cache_file`, or None; rank 0 decides whether the file is there and the others follow,
+    so that all of them either compute or not."""
+    present = os.path.isfile(cache_file) if opts.rank == 0 else False
+    if opts.num_gpus > 1:
+        shared = torch.as_tensor(float(present), dtype=torch.float32, device=opts.device)
+        torch.distributed.broadcast(tensor=shared, src=0)
+        present = bool(shared.item())
+    if not present:
+        return None
+    try:
+        return FeatureStats.load(cache_file)
+    except (OSError, safe_pickle.UnsafePickleError, safe_pickle.MalformedPickleError) as e:
+        print(f'Recomputing dataset statistics: the cache file is unusable ({e})', file=sys.stderr)
+        return None
 
 
 def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1,

@@ -1,13 +1,13 @@
 """Small PyTorch helpers used throughout the networks, the training loop and the metrics."""
 
 import contextlib
+import functools
 import re
 import warnings
 
 import numpy as np
 import torch
 
-import dnnlib
 
 # ----------------------------------------------------------------------------
 # Cached constant tensors: avoids re-creating the same small tensor on every call.
@@ -18,23 +18,17 @@ _constant_cache = dict()
 def constant(value, shape=None, dtype=None, device=None, memory_format=None):
     """Returns a cached tensor holding `value`, broadcast to `shape` if given."""
     value = np.asarray(value)
-    if shape is not None:
-        shape = tuple(shape)
-    if dtype is None:
-        dtype = torch.get_default_dtype()
-    if device is None:
-        device = torch.device('cpu')
-    if memory_format is None:
-        memory_format = torch.contiguous_format
+    shape = None if shape is None else tuple(shape)
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    device = torch.device('cpu') if device is None else device
+    memory_format = torch.contiguous_format if memory_format is None else memory_format
     key = (value.shape, value.dtype, value.tobytes(), shape, dtype, device, memory_format)
-    tensor = _constant_cache.get(key, None)
-    if tensor is None:
+    if key not in _constant_cache:
         tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
         if shape is not None:
             tensor = tensor.expand(shape)
-        tensor = tensor.contiguous(memory_format=memory_format)
-        _constant_cache[key] = tensor
-    return tensor
+        _constant_cache[key] = tensor.contiguous(memory_format=memory_format)
+    return _constant_cache[key]
 
 
 def nan_to_num(input, nan=0.0, posinf=None, neginf=None, *, out=None):
@@ -55,20 +49,20 @@ def suppress_tracer_warnings():
 
 def assert_shape(tensor, ref_shape):
     """Asserts that `tensor` has `ref_shape`; None entries match anything; sizes may be tensors."""
-    if tensor.ndim != len(ref_shape):
-        raise AssertionError(f'Wrong number of dimensions: got {tensor.ndim}, expected {len(ref_shape)}')
-    for idx, (size, ref_size) in enumerate(zip(tensor.shape, ref_shape)):
-        if ref_size is None:
+    ndim = len(tensor.shape)
+    if ndim != len(ref_shape):
+        raise AssertionError(f'Wrong number of dimensions: got {ndim}, expected {len(ref_shape)}')
+    constrained = [(dim, size, expected) for dim, (size, expected) in enumerate(zip(tensor.shape, ref_shape))
+                   if expected is not None]
+    for dim, size, expected in constrained:
+        if not (isinstance(size, torch.Tensor) or isinstance(expected, torch.Tensor)):
+            if size != expected:
+                raise AssertionError(f'Wrong size for dimension {dim}: got {size}, expected {expected}')
             continue
-        if isinstance(ref_size, torch.Tensor):
-            with suppress_tracer_warnings():  # The comparison is recorded as a constant.
-                torch._assert(torch.equal(torch.as_tensor(size), ref_size), f'Wrong size for dimension {idx}')
-        elif isinstance(size, torch.Tensor):
-            with suppress_tracer_warnings():
-                torch._assert(torch.equal(size, torch.as_tensor(ref_size)),
-                              f'Wrong size for dimension {idx}: expected {ref_size}')
-        elif size != ref_size:
-            raise AssertionError(f'Wrong size for dimension {idx}: got {size}, expected {ref_size}')
+        # While tracing, sizes are tensors and the check becomes part of the traced graph.
+        with suppress_tracer_warnings():
+            same = torch.equal(torch.as_tensor(size), torch.as_tensor(expected))
+            torch._assert(same, f'Wrong size for dimension {dim}: expected {expected}')
 
 # ----------------------------------------------------------------------------
 # Profiling.
@@ -76,14 +70,11 @@ def assert_shape(tensor, ref_shape):
 
 def profiled_function(fn):
     """Decorator that labels every call of `fn` in the autograd profiler."""
-    def decorator(*args, **kwargs):
+    @functools.wraps(fn)
+    def labelled(*args, **kwargs):
         with torch.autograd.profiler.record_function(fn.__name__):
             return fn(*args, **kwargs)
-    decorator.__name__ = fn.__name__
-    decorator.__qualname__ = getattr(fn, '__qualname__', fn.__name__)
-    decorator.__doc__ = fn.__doc__
-    decorator.__wrapped__ = fn
-    return decorator
+    return labelled
 
 # ----------------------------------------------------------------------------
 # Sampler that loops over a dataset forever, in a shuffled order that changes slowly.
@@ -100,19 +91,13 @@ class InfiniteSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, dataset, rank=0, num_replicas=1, shuffle=True, seed=0, window_size=0.5, start_index=0):
-        assert len(dataset) > 0
-        assert num_replicas > 0
-        assert 0 <= rank < num_replicas
-        assert 0 <= window_size <= 1
-        assert start_index >= 0
+        assert len(dataset) > 0 and num_replicas > 0 and 0 <= rank < num_replicas
+        assert 0 <= window_size <= 1 and start_index >= 0
         super().__init__()
         self.dataset = dataset
-        self.rank = rank
-        self.num_replicas = num_replicas
-        self.shuffle = shuffle
-        self.seed = seed
-        self.window_size = window_size
-        self.start_index = start_index
+        self.rank, self.num_replicas = rank, num_replicas           # Which share of the stream this is.
+        self.shuffle, self.seed, self.window_size = shuffle, seed, window_size  # How the stream is ordered.
+        self.start_index = start_index                               # Where in the stream to begin.
 
     def epoch_order(self, epoch):
         """The dataset indices in the order of epoch `epoch` of the global stream."""
@@ -144,27 +129,27 @@ class InfiniteSampler(torch.utils.data.Sampler):
 
 
 def params_and_buffers(module):
-    assert isinstance(module, torch.nn.Module)
-    return list(module.parameters()) + list(module.buffers())
+    return [tensor for _name, tensor in named_params_and_buffers(module)]
 
 
 def named_params_and_buffers(module):
     assert isinstance(module, torch.nn.Module)
-    return list(module.named_parameters()) + list(module.named_buffers())
+    return [*module.named_parameters(), *module.named_buffers()]
 
 
 @torch.no_grad()
 def copy_params_and_buffers(src_module, dst_module, require_all=False):
-    """Copies every tensor of `src_module` whose name exists in `dst_module`."""
-    assert isinstance(src_module, torch.nn.Module)
-    assert isinstance(dst_module, torch.nn.Module)
-    src_tensors = dict(named_params_and_buffers(src_module))
-    for name, tensor in named_params_and_buffers(dst_module):
-        if name not in src_tensors:
-            if require_all:
-                raise KeyError(f'{name!r} is missing from the source module')
-            continue
-        tensor.copy_(src_tensors[name].detach()).requires_grad_(tensor.requires_grad)
+    """Copies every tensor of `src_module` whose name exists in `dst_module`; with `require_all`, every tensor
+    of `dst_module` must have one (checked before anything is copied)."""
+    assert isinstance(src_module, torch.nn.Module) and isinstance(dst_module, torch.nn.Module)
+    source = dict(named_params_and_buffers(src_module))
+    targets = named_params_and_buffers(dst_module)
+    missing = [name for name, _tensor in targets if name not in source]
+    if require_all and missing:
+        raise KeyError(f'{missing[0]!r} is missing from the source module')
+    for name, target in targets:
+        if name in source:
+            target.copy_(source[name].detach()).requires_grad_(target.requires_grad)
 
 # ----------------------------------------------------------------------------
 # Distributed helpers.
@@ -174,96 +159,99 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
 def ddp_sync(module, sync):
     """Skips DDP gradient synchronisation inside the block unless `sync` (for gradient accumulation)."""
     assert isinstance(module, torch.nn.Module)
-    if sync or not isinstance(module, torch.nn.parallel.DistributedDataParallel):
+    deferred = not sync and isinstance(module, torch.nn.parallel.DistributedDataParallel)
+    with module.no_sync() if deferred else contextlib.nullcontext():
         yield
-    else:
-        with module.no_sync():
-            yield
 
 
 def check_ddp_consistency(module, ignore_regex=None):
-    """Asserts that every parameter and buffer is identical on all processes."""
+    """Asserts that every parameter and buffer is identical on all processes (NaNs count as equal)."""
     assert isinstance(module, torch.nn.Module)
+    owner = type(module).__name__
     for name, tensor in named_params_and_buffers(module):
-        fullname = type(module).__name__ + '.' + name
-        if ignore_regex is not None and re.fullmatch(ignore_regex, fullname):
+        label = f'{owner}.{name}'
+        if ignore_regex is not None and re.fullmatch(ignore_regex, label):
             continue
-        tensor = tensor.detach()
-        if tensor.is_floating_point():
-            tensor = torch.nan_to_num(tensor)
-        other = tensor.clone()
-        torch.distributed.broadcast(tensor=other, src=0)
-        if not (tensor == other).all():
-            raise AssertionError(f'{fullname} differs between processes')
+        local = torch.nan_to_num(tensor.detach()) if tensor.is_floating_point() else tensor.detach()
+        from_rank0 = local.clone()
+        torch.distributed.broadcast(tensor=from_rank0, src=0)
+        if not torch.equal(local, from_rank0):
+            raise AssertionError(f'{label} differs between processes')
 
 # ----------------------------------------------------------------------------
 # Module summary table.
 
 
+class _CallRecorder:
+    """Records, through forward hooks, each module call that finishes at most `max_nesting` calls deep, with
+    the tensors it returned (innermost calls first)."""
+
+    def __init__(self, max_nesting):
+        self.max_nesting = max_nesting
+        self.depth = 0
+        self.calls = []
+
+    def _enter(self, _called, _inputs):
+        self.depth += 1
+
+    def _leave(self, called, _inputs, outputs):
+        self.depth -= 1
+        if self.depth > self.max_nesting:
+            return
+        returned = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+        self.calls.append((called, [value for value in returned if isinstance(value, torch.Tensor)]))
+
+    @contextlib.contextmanager
+    def watching(self, module):
+        hooks = [hook for submodule in module.modules()
+                 for hook in (submodule.register_forward_pre_hook(self._enter),
+                              submodule.register_forward_hook(self._leave))]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+
 def print_module_summary(module, inputs, max_nesting=3, skip_redundant=True):
-    """Runs `module(*inputs)` once and prints a table of submodules, parameter counts and output shapes."""
-    assert isinstance(module, torch.nn.Module)
-    assert not isinstance(module, torch.jit.ScriptModule)
+    """Runs `module(*inputs)` once and prints a table of submodules, parameter counts and output shapes.
+    A tensor is counted once, at the innermost call that owns it; rows that would add nothing are left out
+    with `skip_redundant`."""
+    assert isinstance(module, torch.nn.Module) and not isinstance(module, torch.jit.ScriptModule)
     assert isinstance(inputs, (tuple, list))
 
-    entries = []
-    nesting = [0]
+    recorder = _CallRecorder(max_nesting)
+    with recorder.watching(module):
+        result = module(*inputs)
+    finished_calls = recorder.calls
 
-    def pre_hook(_mod, _inputs):
-        nesting[0] += 1
+    names = {submodule: name for name, submodule in module.named_modules()}
+    counted = set()
+    body = []
+    total_params = total_buffers = 0
+    for called, outputs in finished_calls:
+        params, buffers, fresh_outputs = [[t for t in group if id(t) not in counted]
+                                          for group in (list(called.parameters()), list(called.buffers()), outputs)]
+        counted.update(id(t) for t in params + buffers + fresh_outputs)
+        if skip_redundant and not (params or buffers or fresh_outputs):
+            continue
+        num_params, num_buffers = sum(t.numel() for t in params), sum(t.numel() for t in buffers)
+        total_params += num_params
+        total_buffers += num_buffers
+        name = '<top-level>' if called is module else names[called]
+        described = [(str(list(t.shape)), str(t.dtype).split('.')[-1]) for t in outputs] or [('-', '-')]
+        for idx, (shape, dtype) in enumerate(described):
+            counts = [str(n) if n else '-' for n in (num_params, num_buffers)] if idx == 0 else ['-', '-']
+            body.append([name + (f':{idx}' if len(outputs) >= 2 else ''), *counts, shape, dtype])
 
-    def post_hook(mod, _inputs, outputs):
-        nesting[0] -= 1
-        if nesting[0] <= max_nesting:
-            outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-            outputs = [t for t in outputs if isinstance(t, torch.Tensor)]
-            entries.append(dnnlib.EasyDict(mod=mod, outputs=outputs))
-
-    hooks = [m.register_forward_pre_hook(pre_hook) for m in module.modules()]
-    hooks += [m.register_forward_hook(post_hook) for m in module.modules()]
-    try:
-        outputs = module(*inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-    # Count each tensor once, at the first (innermost) module that owns it.
-    seen = set()
-    for e in entries:
-        e.unique_params = [t for t in e.mod.parameters() if id(t) not in seen]
-        e.unique_buffers = [t for t in e.mod.buffers() if id(t) not in seen]
-        e.unique_outputs = [t for t in e.outputs if id(t) not in seen]
-        seen |= {id(t) for t in e.unique_params + e.unique_buffers + e.unique_outputs}
-    if skip_redundant:
-        entries = [e for e in entries if len(e.unique_params) or len(e.unique_buffers) or len(e.unique_outputs)]
-
-    names = {mod: name for name, mod in module.named_modules()}
-    rows = [[type(module).__name__, 'Parameters', 'Buffers', 'Output shape', 'Datatype']]
-    rows += [['---'] * len(rows[0])]
-    param_total = buffer_total = 0
-    for e in entries:
-        name = '<top-level>' if e.mod is module else names[e.mod]
-        param_size = sum(t.numel() for t in e.unique_params)
-        buffer_size = sum(t.numel() for t in e.unique_buffers)
-        shapes = [str(list(t.shape)) for t in e.outputs]
-        dtypes = [str(t.dtype).split('.')[-1] for t in e.outputs]
-        rows.append([
-            name + (':0' if len(e.outputs) >= 2 else ''),
-            str(param_size) if param_size else '-',
-            str(buffer_size) if buffer_size else '-',
-            (shapes + ['-'])[0],
-            (dtypes + ['-'])[0],
-        ])
-        for idx in range(1, len(e.outputs)):
-            rows.append([name + f':{idx}', '-', '-', shapes[idx], dtypes[idx]])
-        param_total += param_size
-        buffer_total += buffer_size
-    rows += [['---'] * len(rows[0])]
-    rows += [['Total', str(param_total), str(buffer_total), '-', '-']]
-
-    widths = [max(len(cell) for cell in column) for column in zip(*rows)]
+    rule = ['---'] * 5
+    table = [[type(module).__name__, 'Parameters', 'Buffers', 'Output shape', 'Datatype'], rule, *body, rule,
+             ['Total', str(total_params), str(total_buffers), '-', '-']]
+    widths = [max(len(cell) for cell in column) for column in zip(*table)]
     print()
-    for row in rows:
-        print('  '.join(cell + ' ' * (width - len(cell)) for cell, width in zip(row, widths)))
+    for row in table:
+        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)))
     print()
-    return outputs
+    return result
+
+# ----------------------------------------------------------------------------

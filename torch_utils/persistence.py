@@ -9,7 +9,6 @@ text), so a network pickle keeps working after the project's own code has change
 
 import copy
 import inspect
-import io
 import pickle
 import sys
 import types
@@ -37,48 +36,45 @@ def persistent_class(orig_class):
     assert isinstance(orig_class, type)
     if is_persistent(orig_class):
         return orig_class
+    module = sys.modules.get(orig_class.__module__)
+    assert module is not None, f'{orig_class.__module__} must be imported before its classes are decorated'
+    source = _module_to_src(module)
+    class_name = orig_class.__name__
 
-    assert orig_class.__module__ in sys.modules
-    orig_module = sys.modules[orig_class.__module__]
-    orig_module_src = _module_to_src(orig_module)
-
-    class Decorator(orig_class):
-        _orig_module_src = orig_module_src
-        _orig_class_name = orig_class.__name__
+    class Persistent(orig_class):
+        _orig_module_src = source       # What unpickling executes to get the class back.
+        _orig_class_name = class_name   # The class to take from that module.
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            # Deep copies, so later mutation of the caller's arguments does not leak in.
+            # Copies: the caller may change its own objects afterwards.
             self._init_args = copy.deepcopy(args)
             self._init_kwargs = dnnlib.EasyDict(copy.deepcopy(kwargs))
-            assert orig_class.__name__ in orig_module.__dict__
+            assert class_name in vars(module), f'{class_name} is not a top-level name of its module'
             _check_pickleable(self.__reduce__())
 
-        @property
-        def init_args(self):
-            return copy.deepcopy(self._init_args)
-
-        @property
-        def init_kwargs(self):
-            return dnnlib.EasyDict(copy.deepcopy(self._init_kwargs))
+        init_args = property(lambda self: copy.deepcopy(self._init_args),
+                             doc='The positional constructor arguments (a copy).')
+        init_kwargs = property(lambda self: dnnlib.EasyDict(copy.deepcopy(self._init_kwargs)),
+                               doc='The keyword constructor arguments (a copy).')
 
         def __reduce__(self):
-            fields = list(super().__reduce__())
-            fields += [None] * max(3 - len(fields), 0)
-            if fields[0] is not _reconstruct_persistent_obj:
-                meta = dict(type='class', version=_version, module_src=self._orig_module_src,
-                            class_name=self._orig_class_name, state=fields[2])
-                fields[0] = _reconstruct_persistent_obj  # Reconstruction function.
-                fields[1] = (meta,)                       # Its arguments.
-                fields[2] = None                          # State is carried inside meta.
-            return tuple(fields)
+            return _as_persistent(super().__reduce__(), source, class_name)
 
-    Decorator.__name__ = orig_class.__name__
-    Decorator.__qualname__ = orig_class.__qualname__
-    Decorator.__module__ = orig_class.__module__
-    Decorator.__doc__ = orig_class.__doc__
-    _decorators.add(Decorator)
-    return Decorator
+    for attribute in ('__name__', '__qualname__', '__module__', '__doc__'):
+        setattr(Persistent, attribute, getattr(orig_class, attribute))
+    _decorators.add(Persistent)
+    return Persistent
+
+
+def _as_persistent(reduced, source, class_name):
+    """A __reduce__ tuple rewritten so that unpickling rebuilds the object from the embedded module source,
+    with the state carried inside the description."""
+    fields = tuple(reduced) + (None,) * max(3 - len(reduced), 0)
+    if fields[0] is _reconstruct_persistent_obj:
+        return fields
+    meta = dict(type='class', version=_version, module_src=source, class_name=class_name, state=fields[2])
+    return (_reconstruct_persistent_obj, (meta,), None) + fields[3:]
 
 # ----------------------------------------------------------------------------
 
@@ -141,42 +137,43 @@ def _reconstruct_persistent_obj(meta):
 
 def _module_to_src(module):
     """Source text of a module (either loaded from a file or executed from a pickle)."""
-    src = _module_to_src_dict.get(module, None)
-    if src is None:
-        src = inspect.getsource(module)
-        _module_to_src_dict[module] = src
-        _src_to_module_dict[src] = module
-    return src
+    if module not in _module_to_src_dict:
+        _remember(module, inspect.getsource(module))
+    return _module_to_src_dict[module]
 
 
 def _src_to_module(src):
     """Module executed from `src`; the same text gives the same module, executed once per process."""
-    module = _src_to_module_dict.get(src, None)
-    if module is None:
-        module_name = '_imported_module_' + uuid.uuid4().hex
-        module = types.ModuleType(module_name)
-        sys.modules[module_name] = module
-        _module_to_src_dict[module] = src
-        _src_to_module_dict[src] = module
-        exec(src, module.__dict__)  # pylint: disable=exec-used
-    return module
+    if src not in _src_to_module_dict:
+        module = types.ModuleType(f'_imported_module_{uuid.uuid4().hex}')
+        sys.modules[module.__name__] = module   # Registered first: its classes may refer to it while it runs.
+        _remember(module, src)
+        exec(src, vars(module))  # pylint: disable=exec-used
+    return _src_to_module_dict[src]
+
+
+def _remember(module, src):
+    _module_to_src_dict[module] = src
+    _src_to_module_dict[src] = module
 
 # ----------------------------------------------------------------------------
 
 
 def _check_pickleable(obj):
-    """Fails early (at construction) if the recorded arguments cannot be pickled."""
-    def recurse(obj):
-        if isinstance(obj, (list, tuple, set)):
-            return [recurse(x) for x in obj]
-        if isinstance(obj, dict):
-            return [[recurse(x), recurse(y)] for x, y in obj.items()]
-        if isinstance(obj, (str, int, float, bool, bytes, bytearray)):
-            return None  # Trivially pickleable.
-        if f'{type(obj).__module__}.{type(obj).__name__}' in ('numpy.ndarray', 'torch.Tensor', 'torch.nn.parameter.Parameter'):
-            return None  # Large and known to pickle; skip the expensive check.
-        if is_persistent(obj):
-            return None  # Checked when it was constructed.
-        return obj
-    with io.BytesIO() as f:
-        pickle.dump(recurse(obj), f)
+    """Fails at construction, not at the first save, when recorded arguments cannot be pickled. Tensors, arrays
+    and persistent objects are known to pickle, and large; they are left out of the trial."""
+    known_to_pickle = ('numpy.ndarray', 'torch.Tensor', 'torch.nn.parameter.Parameter')
+
+    def stand_in(value):
+        if isinstance(value, dict):
+            return [(stand_in(key), stand_in(item)) for key, item in value.items()]
+        if isinstance(value, (list, tuple, set)):
+            return [stand_in(item) for item in value]
+        plain = isinstance(value, (str, int, float, bool, bytes, bytearray))
+        if plain or is_persistent(value) or f'{type(value).__module__}.{type(value).__name__}' in known_to_pickle:
+            return None
+        return value
+
+    pickle.dumps(stand_in(obj))
+
+# ----------------------------------------------------------------------------
