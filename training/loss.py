@@ -47,18 +47,17 @@ def draw_mixing_cutoff(num_ws, style_mixing_prob, device):
 def r1_penalty(real_logits, real_img):
     """Squared norm of the gradient of D's logits w.r.t. the real images, per sample."""
     with conv2d_gradfix.no_weight_gradients():
-        grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img], create_graph=True,
-                                    only_inputs=True)[0]
-    return grads.square().sum([1, 2, 3])
+        (slope,) = torch.autograd.grad(real_logits.sum(), real_img, create_graph=True)
+    return slope.square().sum([1, 2, 3])
 
 
 def path_lengths(gen_img, gen_ws, pl_no_weight_grad):
     """Length of J_w^T y for a random image-space direction y, per sample (StyleGAN2, eq. 4)."""
-    pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
+    height, width = gen_img.shape[2:]
+    direction = torch.randn_like(gen_img) / np.sqrt(height * width)
     with conv2d_gradfix.no_weight_gradients(pl_no_weight_grad):
-        grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True,
-                                    only_inputs=True)[0]
-    return grads.square().sum(2).mean(1).sqrt()
+        (jacobian_product,) = torch.autograd.grad((gen_img * direction).sum(), gen_ws, create_graph=True)
+    return jacobian_product.square().sum(2).mean(1).sqrt()
 
 # ----------------------------------------------------------------------------
 
@@ -67,35 +66,48 @@ class GeneratorDiscriminatorRunner:
     """Runs G (with optional style mixing) and D (with optional blur and augmentation) for a loss."""
 
     def __init__(self, device, G, D, augment_pipe=None, style_mixing_prob=0, blur_init_sigma=0, blur_fade_kimg=0):
-        self.device = device
-        self.G = G
-        self.D = D
-        self.augment_pipe = augment_pipe
+        self.device, self.G, self.D, self.augment_pipe = device, G, D, augment_pipe
         self.style_mixing_prob = style_mixing_prob
-        self.blur_init_sigma = blur_init_sigma
-        self.blur_fade_kimg = blur_fade_kimg
+        self.blur_init_sigma, self.blur_fade_kimg = blur_init_sigma, blur_fade_kimg  # See blur_sigma_at().
 
     def run_G(self, z, c, update_emas=False):
+        """(images, ws) of G for latents z and labels c."""
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0:
-            with torch.autograd.profiler.record_function('style_mixing'):
-                cutoff = draw_mixing_cutoff(ws.shape[1], self.style_mixing_prob, ws.device)
-                mixed_ws = self.G.mapping(torch.randn_like(z), c, update_emas=False)
-                layer_idx = torch.arange(ws.shape[1], device=ws.device)
-                ws = torch.where((layer_idx >= cutoff)[None, :, None], mixed_ws, ws)
-        img = self.G.synthesis(ws, update_emas=update_emas)
-        return img, ws
+            ws = self._mix_styles(ws, z, c)
+        return self.G.synthesis(ws, update_emas=update_emas), ws
+
+    def _mix_styles(self, ws, z, c):
+        """With probability style_mixing_prob, the ws from a random layer on come from another latent."""
+        with torch.autograd.profiler.record_function('style_mixing'):
+            num_ws = ws.shape[1]
+            cutoff = draw_mixing_cutoff(num_ws, self.style_mixing_prob, ws.device)
+            other_ws = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+            from_other = torch.arange(num_ws, device=ws.device).ge(cutoff).view(1, num_ws, 1)
+            return torch.where(from_other, other_ws, ws)
 
     def run_D(self, img, c, blur_sigma=0, update_emas=False):
-        img = blur_images(img, blur_sigma)
+        """D's logits for images, blurred (early in training) and augmented as configured."""
+        seen = blur_images(img, blur_sigma)
         if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
-        return self.D(img, c, update_emas=update_emas)
+            seen = self.augment_pipe(seen)
+        return self.D(seen, c, update_emas=update_emas)
 
     def blur_sigma(self, cur_nimg):
         return blur_sigma_at(cur_nimg, self.blur_init_sigma, self.blur_fade_kimg)
 
 # ----------------------------------------------------------------------------
+
+
+def _report_logits(kind, logits):
+    training_stats.report(f'Loss/scores/{kind}', logits)
+    training_stats.report(f'Loss/signs/{kind}', logits.sign())
+
+
+def _backward(label, loss, gain):
+    """Gradients of the batch-mean loss, scaled by `gain` (1 / accumulation rounds), into the networks."""
+    with torch.autograd.profiler.record_function(label + '_backward'):
+        loss.mean().mul(gain).backward()
 
 
 class StyleGAN2Loss(GeneratorDiscriminatorRunner):
@@ -118,11 +130,9 @@ class StyleGAN2Loss(GeneratorDiscriminatorRunner):
         super().__init__(device=device, G=G, D=D, augment_pipe=augment_pipe, style_mixing_prob=style_mixing_prob,
                          blur_init_sigma=blur_init_sigma, blur_fade_kimg=blur_fade_kimg)
         self.r1_gamma = r1_gamma
-        self.pl_weight = pl_weight
-        self.pl_batch_shrink = pl_batch_shrink
-        self.pl_decay = pl_decay
+        self.pl_weight, self.pl_batch_shrink, self.pl_decay = pl_weight, pl_batch_shrink, pl_decay
         self.pl_no_weight_grad = pl_no_weight_grad
-        self.pl_mean = torch.zeros([], device=device)
+        self.pl_mean = torch.zeros([], device=device)  # Running mean of the path lengths (training state).
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         assert phase in PHASES
@@ -132,64 +142,65 @@ class StyleGAN2Loss(GeneratorDiscriminatorRunner):
         if self.r1_gamma == 0:
             phase = {'Dreg': 'none', 'Dboth': 'Dmain'}.get(phase, phase)
         blur_sigma = self.blur_sigma(cur_nimg)
-
         if phase in ('Gmain', 'Gboth'):
-            with torch.autograd.profiler.record_function('Gmain_forward'):
-                gen_img, _gen_ws = self.run_G(gen_z, gen_c)
-                gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma)
-                training_stats.report('Loss/scores/fake', gen_logits)
-                training_stats.report('Loss/signs/fake', gen_logits.sign())
-                loss_Gmain = torch.nn.functional.softplus(-gen_logits)  # -log(sigmoid(gen_logits))
-                training_stats.report('Loss/G/loss', loss_Gmain)
-            with torch.autograd.profiler.record_function('Gmain_backward'):
-                loss_Gmain.mean().mul(gain).backward()
-
+            self._fool_discriminator(gen_z, gen_c, gain, blur_sigma)
         if phase in ('Greg', 'Gboth'):
-            with torch.autograd.profiler.record_function('Gpl_forward'):
-                batch_size = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
-                gen_img, gen_ws = self.run_G(gen_z[:batch_size], gen_c[:batch_size])
-                pl_lengths = path_lengths(gen_img, gen_ws, self.pl_no_weight_grad)
-                pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
-                self.pl_mean.copy_(pl_mean.detach())
-                pl_penalty = (pl_lengths - pl_mean).square()
-                training_stats.report('Loss/pl_penalty', pl_penalty)
-                loss_Gpl = pl_penalty * self.pl_weight
-                training_stats.report('Loss/G/reg', loss_Gpl)
-            with torch.autograd.profiler.record_function('Gpl_backward'):
-                loss_Gpl.mean().mul(gain).backward()
-
-        loss_Dgen = 0
+            self._regularise_path_lengths(gen_z, gen_c, gain)
+        fake_loss = 0
         if phase in ('Dmain', 'Dboth'):
-            with torch.autograd.profiler.record_function('Dgen_forward'):
-                gen_img, _gen_ws = self.run_G(gen_z, gen_c, update_emas=True)
-                gen_logits = self.run_D(gen_img, gen_c, blur_sigma=blur_sigma, update_emas=True)
-                training_stats.report('Loss/scores/fake', gen_logits)
-                training_stats.report('Loss/signs/fake', gen_logits.sign())
-                loss_Dgen = torch.nn.functional.softplus(gen_logits)  # -log(1 - sigmoid(gen_logits))
-            with torch.autograd.profiler.record_function('Dgen_backward'):
-                loss_Dgen.mean().mul(gain).backward()
-
+            fake_loss = self._reject_fakes(gen_z, gen_c, gain, blur_sigma)
         if phase in ('Dmain', 'Dreg', 'Dboth'):
-            name = {'Dmain': 'Dreal', 'Dreg': 'Dr1', 'Dboth': 'Dreal_Dr1'}[phase]
-            with torch.autograd.profiler.record_function(name + '_forward'):
-                real_img_tmp = real_img.detach().requires_grad_(phase in ('Dreg', 'Dboth'))
-                real_logits = self.run_D(real_img_tmp, real_c, blur_sigma=blur_sigma)
-                training_stats.report('Loss/scores/real', real_logits)
-                training_stats.report('Loss/signs/real', real_logits.sign())
+            self._judge_reals(phase, real_img, real_c, gain, blur_sigma, fake_loss)
 
-                loss_Dreal = 0
-                if phase in ('Dmain', 'Dboth'):
-                    loss_Dreal = torch.nn.functional.softplus(-real_logits)  # -log(sigmoid(real_logits))
-                    training_stats.report('Loss/D/loss', loss_Dgen + loss_Dreal)
+    def _fool_discriminator(self, gen_z, gen_c, gain, blur_sigma):
+        """G's non-saturating loss, softplus(-D(G(z))) = -log sigmoid(D(G(z)))."""
+        with torch.autograd.profiler.record_function('Gmain_forward'):
+            fake_img, _ws = self.run_G(gen_z, gen_c)
+            fake_logits = self.run_D(fake_img, gen_c, blur_sigma=blur_sigma)
+            _report_logits('fake', fake_logits)
+            loss = training_stats.report('Loss/G/loss', torch.nn.functional.softplus(-fake_logits))
+        _backward('Gmain', loss, gain)
 
-                loss_Dr1 = 0
-                if phase in ('Dreg', 'Dboth'):
-                    penalty = r1_penalty(real_logits, real_img_tmp)
-                    loss_Dr1 = penalty * (self.r1_gamma / 2)
-                    training_stats.report('Loss/r1_penalty', penalty)
-                    training_stats.report('Loss/D/reg', loss_Dr1)
-            with torch.autograd.profiler.record_function(name + '_backward'):
-                (loss_Dreal + loss_Dr1).mean().mul(gain).backward()
+    def _regularise_path_lengths(self, gen_z, gen_c, gain):
+        """Path length penalty on a part of the batch: (length - its running mean)^2, weighted by pl_weight."""
+        with torch.autograd.profiler.record_function('Gpl_forward'):
+            rows = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
+            fake_img, ws = self.run_G(gen_z[:rows], gen_c[:rows])
+            lengths = path_lengths(fake_img, ws, self.pl_no_weight_grad)
+            running_mean = self.pl_mean.lerp(lengths.mean(), self.pl_decay)
+            self.pl_mean.copy_(running_mean.detach())
+            penalty = training_stats.report('Loss/pl_penalty', (lengths - running_mean).square())
+            loss = training_stats.report('Loss/G/reg', penalty * self.pl_weight)
+        _backward('Gpl', loss, gain)
+
+    def _reject_fakes(self, gen_z, gen_c, gain, blur_sigma):
+        """D's loss on generated images, softplus(D(G(z))) = -log(1 - sigmoid(D(G(z)))); returned for the report
+        of D's total loss."""
+        with torch.autograd.profiler.record_function('Dgen_forward'):
+            fake_img, _ws = self.run_G(gen_z, gen_c, update_emas=True)
+            fake_logits = self.run_D(fake_img, gen_c, blur_sigma=blur_sigma, update_emas=True)
+            _report_logits('fake', fake_logits)
+            loss = torch.nn.functional.softplus(fake_logits)
+        _backward('Dgen', loss, gain)
+        return loss
+
+    def _judge_reals(self, phase, real_img, real_c, gain, blur_sigma, fake_loss):
+        """On reals: D's loss softplus(-D(x)) (main phases) and the R1 penalty gamma/2 |grad D(x)|^2 (reg phases),
+        from one forward pass."""
+        with_loss, with_r1 = phase in ('Dmain', 'Dboth'), phase in ('Dreg', 'Dboth')
+        label = {'Dmain': 'Dreal', 'Dreg': 'Dr1', 'Dboth': 'Dreal_Dr1'}[phase]
+        with torch.autograd.profiler.record_function(label + '_forward'):
+            reals = real_img.detach().requires_grad_(with_r1)
+            real_logits = self.run_D(reals, real_c, blur_sigma=blur_sigma)
+            _report_logits('real', real_logits)
+            total = 0
+            if with_loss:
+                total = torch.nn.functional.softplus(-real_logits)
+                training_stats.report('Loss/D/loss', fake_loss + total)
+            if with_r1:
+                penalty = training_stats.report('Loss/r1_penalty', r1_penalty(real_logits, reals))
+                total = total + training_stats.report('Loss/D/reg', penalty * (self.r1_gamma / 2))
+        _backward(label, total, gain)
 
     def state_dict(self):
         """Running state that an exact resume must restore."""
