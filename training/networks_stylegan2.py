@@ -20,6 +20,17 @@ from torch_utils.ops import upfirdn2d
 # Functional building blocks.
 
 
+def _describe(module, *names):
+    """extra_repr text: the named attributes of `module` as name=value."""
+    return ', '.join(f'{name}={getattr(module, name)}' for name in names)
+
+
+def resolution_log2(resolution):
+    """log2 of an image side, which must be a power of two of at least 4."""
+    assert resolution >= 4 and resolution & (resolution - 1) == 0, f'{resolution} is not a power of two >= 4'
+    return resolution.bit_length() - 1
+
+
 @misc.profiled_function
 def normalize_2nd_moment(x, dim=1, eps=1e-8):
     """Scales `x` so that its mean square along `dim` is 1."""
@@ -90,21 +101,26 @@ def modulated_conv2d(
             return x + noise.to(x.dtype)
         return x
 
-    # Fold the batch into the channel axis and convolve with one group per sample.
-    w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
-    if demodulate:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+    return _grouped_modulated_conv(x, weight, styles, dcoefs, noise, up=up, down=down, padding=padding,
+                                   resample_filter=resample_filter, flip_weight=flip_weight)
+
+
+def _grouped_modulated_conv(x, weight, styles, dcoefs, noise, up, down, padding, resample_filter, flip_weight):
+    """The fused layout: every sample gets its own weight, and the batch becomes groups of one convolution."""
+    batch_size = x.shape[0]
+    _out_channels, in_channels, kh, kw = weight.shape
+    per_sample = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
+    if dcoefs is not None:
+        per_sample = per_sample * dcoefs.reshape(batch_size, -1, 1, 1, 1)
     with misc.suppress_tracer_warnings():  # The batch size is a constant of the traced graph.
-        batch_size = int(batch_size)
-    misc.assert_shape(x, [batch_size, in_channels, None, None])
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=resample_filter, up=up, down=down,
-                                        padding=padding, groups=batch_size, flip_weight=flip_weight)
-    x = x.reshape(batch_size, -1, *x.shape[2:])
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+        groups = int(batch_size)
+    misc.assert_shape(x, [groups, in_channels, None, None])
+    stacked = x.reshape(1, -1, *x.shape[2:])
+    out = conv2d_resample.conv2d_resample(x=stacked, w=per_sample.reshape(-1, in_channels, kh, kw).to(x.dtype),
+                                          f=resample_filter, up=up, down=down, padding=padding, groups=groups,
+                                          flip_weight=flip_weight)
+    out = out.reshape(groups, -1, *out.shape[2:])
+    return out if noise is None else out + noise.to(out.dtype)
 
 # ----------------------------------------------------------------------------
 # Layers with equalised learning rate: parameters are stored at unit scale and multiplied by
@@ -114,92 +130,84 @@ def modulated_conv2d(
 @persistence.persistent_class
 class FullyConnectedLayer(torch.nn.Module):
     def __init__(self,
-        in_features,                # Number of input features.
-        out_features,               # Number of output features.
-        bias            = True,     # Apply additive bias before the activation function?
-        activation      = 'linear', # Activation function: 'relu', 'lrelu', etc.
-        lr_multiplier   = 1,        # Learning rate multiplier.
-        bias_init       = 0,        # Initial value for the additive bias.
+        in_features,                # Width of the input.
+        out_features,               # Width of the output.
+        bias            = True,     # Add a learned bias.
+        activation      = 'linear', # Activation after the bias.
+        lr_multiplier   = 1,        # Learning rate of this layer relative to the others.
+        bias_init       = 0,        # Starting value of the bias.
     ):
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features, self.out_features = in_features, out_features
         self.activation = activation
-        # Storing weight / lr_multiplier and multiplying back at runtime scales its effective learning rate.
+        # Stored divided by lr_multiplier and multiplied back when used: Adam's steps shrink by that factor.
         self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init))) if bias else None
+        self.bias = None
+        if bias:
+            self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init)))
         self.weight_gain = lr_multiplier / np.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
         """[batch_size, in_features] -> [batch_size, out_features]."""
-        w = self.weight.to(x.dtype)
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        # The weight gain scales the product (batch_size rows) rather than the weight (out_features rows).
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t(), alpha=float(self.weight_gain))
-        x = x.matmul(w.t()).mul_(float(self.weight_gain))
-        return bias_act.bias_act(x, b, act=self.activation)
+        weight = self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if bias is not None and self.bias_gain != 1:
+            bias = bias * self.bias_gain
+        gain = float(self.weight_gain)  # Applied to the product, which has fewer rows than the weight.
+        if bias is not None and self.activation == 'linear':
+            return torch.addmm(bias.unsqueeze(0), x, weight.t(), alpha=gain)
+        return bias_act.bias_act(x.matmul(weight.t()).mul_(gain), bias, act=self.activation)
 
     def extra_repr(self):
-        return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
+        return _describe(self, 'in_features', 'out_features', 'activation')
 
 
 @persistence.persistent_class
 class Conv2dLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        out_channels,                   # Number of output channels.
-        kernel_size,                    # Width and height of the convolution kernel.
-        bias            = True,         # Apply additive bias before the activation function?
-        activation      = 'linear',     # Activation function: 'relu', 'lrelu', etc.
-        up              = 1,            # Integer upsampling factor.
-        down            = 1,            # Integer downsampling factor.
-        resample_filter = [1, 3, 3, 1], # Low-pass filter to apply when resampling activations.
-        conv_clamp      = None,         # Clamp the output to +-X, None = disable clamping.
-        channels_last   = False,        # Expect the input to have memory_format=channels_last?
-        trainable       = True,         # Update the weights of this layer during training?
+        in_channels,                    # Channels in.
+        out_channels,                   # Channels out.
+        kernel_size,                    # Side of the square kernel.
+        bias            = True,         # Add a learned bias before the activation.
+        activation      = 'linear',     # Activation after the bias ('linear', 'relu', 'lrelu', ...).
+        up              = 1,            # Upsampling factor before the convolution.
+        down            = 1,            # Downsampling factor after it.
+        resample_filter = [1, 3, 3, 1], # FIR taps for the resampling.
+        conv_clamp      = None,         # Outputs clamped to +-this; None: no clamping.
+        channels_last   = False,        # Keep the weight in channels-last layout (for float16 inputs in that layout).
+        trainable       = True,         # False: weight and bias are buffers that the optimiser does not see.
     ):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.activation = activation
-        self.up = up
-        self.down = down
+        self.up, self.down = up, down
         self.conv_clamp = conv_clamp
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
         self.padding = kernel_size // 2
-        self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
+        self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))  # Equalised learning rate.
         self.act_gain = bias_act.activation_funcs[activation].def_gain
 
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format)
-        bias = torch.zeros([out_channels]) if bias else None
-        if trainable:
-            self.weight = torch.nn.Parameter(weight)
-            self.bias = torch.nn.Parameter(bias) if bias is not None else None
-        else:
-            self.register_buffer('weight', weight)
-            self.register_buffer('bias', bias)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        initial = dict(weight=torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=layout),
+                       bias=torch.zeros([out_channels]) if bias else None)
+        for name, value in initial.items():
+            if not trainable:
+                self.register_buffer(name, value)
+            else:
+                setattr(self, name, None if value is None else torch.nn.Parameter(value))
 
     def forward(self, x, gain=1):
-        w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
-        flip_weight = (self.up == 1)  # The transposed convolution used for upsampling wants the kernel flipped.
-        x = conv2d_resample.conv2d_resample(x=x, w=w.to(x.dtype), f=self.resample_filter, up=self.up,
-                                            down=self.down, padding=self.padding, flip_weight=flip_weight)
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
+        weight = (self.weight * self.weight_gain).to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        # Upsampling runs as a transposed convolution, which takes the kernel as it is.
+        x = conv2d_resample.conv2d_resample(x=x, w=weight, f=self.resample_filter, up=self.up, down=self.down,
+                                            padding=self.padding, flip_weight=(self.up == 1))
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        return bias_act.bias_act(x, bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self):
-        return ' '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, activation={self.activation:s},',
-            f'up={self.up}, down={self.down}'])
+        return _describe(self, 'in_channels', 'out_channels', 'activation', 'up', 'down')
 
 # ----------------------------------------------------------------------------
 # Generator.
@@ -208,40 +216,29 @@ class Conv2dLayer(torch.nn.Module):
 @persistence.persistent_class
 class MappingNetwork(torch.nn.Module):
     def __init__(self,
-        z_dim,                      # Input latent (Z) dimensionality, 0 = no latent.
-        c_dim,                      # Conditioning label (C) dimensionality, 0 = no label.
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        num_ws,                     # Number of intermediate latents to output, None = do not broadcast.
-        num_layers      = 8,        # Number of mapping layers.
-        embed_features  = None,     # Label embedding dimensionality, None = same as w_dim.
-        layer_features  = None,     # Number of intermediate features in the mapping layers, None = same as w_dim.
-        activation      = 'lrelu',  # Activation function: 'relu', 'lrelu', etc.
-        lr_multiplier   = 0.01,     # Learning rate multiplier for the mapping layers.
-        w_avg_beta      = 0.998,    # Decay for tracking the moving average of W during training, None = do not track.
+        z_dim,                      # Width of z; 0 for none.
+        c_dim,                      # Width of the label c; 0 for none.
+        w_dim,                      # Width of w.
+        num_ws,                     # Copies of w to output; None: one w per sample, not broadcast.
+        num_layers      = 8,        # Fully connected layers.
+        embed_features  = None,     # Width of the embedded label; None: w_dim.
+        layer_features  = None,     # Width of the hidden layers; None: w_dim.
+        activation      = 'lrelu',  # Activation of every layer.
+        lr_multiplier   = 0.01,     # Learning rate of the layers relative to the rest of G.
+        w_avg_beta      = 0.998,    # Decay of the running average of w (the truncation centre); None: not kept.
     ):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.num_ws = num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.num_ws, self.num_layers, self.w_avg_beta = num_ws, num_layers, w_avg_beta
 
-        if embed_features is None:
-            embed_features = w_dim
-        if c_dim == 0:
-            embed_features = 0
-        if layer_features is None:
-            layer_features = w_dim
-        features_list = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
-
+        label_width = 0 if c_dim == 0 else (w_dim if embed_features is None else embed_features)
+        hidden_width = w_dim if layer_features is None else layer_features
+        widths = [z_dim + label_width] + [hidden_width] * (num_layers - 1) + [w_dim]
         if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, embed_features)
+            self.embed = FullyConnectedLayer(c_dim, label_width)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features_list[idx], features_list[idx + 1],
-                                        activation=activation, lr_multiplier=lr_multiplier)
-            setattr(self, f'fc{idx}', layer)
-
+            setattr(self, f'fc{idx}', FullyConnectedLayer(widths[idx], widths[idx + 1], activation=activation,
+                                                          lr_multiplier=lr_multiplier))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer('w_avg', torch.zeros([w_dim]))
 
@@ -251,323 +248,282 @@ class MappingNetwork(torch.nn.Module):
         Truncation pulls the first `truncation_cutoff` ws (all when None) towards w_avg:
         w_avg + truncation_psi * (w - w_avg).
         """
-        x = None
         with torch.autograd.profiler.record_function('input'):
+            inputs = []  # Each normalised on its own, then side by side.
             if self.z_dim > 0:
                 misc.assert_shape(z, [None, self.z_dim])
-                x = normalize_2nd_moment(z.to(torch.float32))
+                inputs.append(normalize_2nd_moment(z.to(torch.float32)))
             if self.c_dim > 0:
                 misc.assert_shape(c, [None, self.c_dim])
-                y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-                x = torch.cat([x, y], dim=1) if x is not None else y
-
+                inputs.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+            w = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
         for idx in range(self.num_layers):
-            x = getattr(self, f'fc{idx}')(x)
+            w = getattr(self, f'fc{idx}')(w)
 
         if update_emas and self.w_avg_beta is not None:
-            with torch.autograd.profiler.record_function('update_w_avg'):
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self._follow_w_avg(w.detach())
+        ws = w if self.num_ws is None else w.unsqueeze(1).repeat([1, self.num_ws, 1])  # One copy per layer.
+        return ws if truncation_psi == 1 else self._truncate(ws, truncation_psi, truncation_cutoff)
 
-        if self.num_ws is not None:
-            with torch.autograd.profiler.record_function('broadcast'):
-                x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+    def _follow_w_avg(self, w):
+        """Moves w_avg a step (1 - w_avg_beta) towards the batch's mean w."""
+        with torch.autograd.profiler.record_function('update_w_avg'):
+            self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
-        if truncation_psi != 1:
-            with torch.autograd.profiler.record_function('truncate'):
-                assert self.w_avg_beta is not None, 'truncation needs the tracked w_avg (w_avg_beta is None)'
-                if self.num_ws is None or truncation_cutoff is None:
-                    x = self.w_avg.lerp(x, truncation_psi)
-                else:
-                    x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+    def _truncate(self, ws, psi, cutoff):
+        assert self.w_avg_beta is not None, 'truncation needs the tracked w_avg (w_avg_beta is None)'
+        with torch.autograd.profiler.record_function('truncate'):
+            if self.num_ws is None or cutoff is None:
+                return self.w_avg.lerp(ws, psi)
+            ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
+            return ws
 
     def extra_repr(self):
-        return f'z_dim={self.z_dim:d}, c_dim={self.c_dim:d}, w_dim={self.w_dim:d}, num_ws={self.num_ws}'
+        return _describe(self, 'z_dim', 'c_dim', 'w_dim', 'num_ws')
 
 
 @persistence.persistent_class
 class SynthesisLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        out_channels,                   # Number of output channels.
-        w_dim,                          # Intermediate latent (W) dimensionality.
-        resolution,                     # Resolution of this layer.
-        kernel_size     = 3,            # Convolution kernel size.
-        up              = 1,            # Integer upsampling factor.
-        use_noise       = True,         # Enable noise input?
-        activation      = 'lrelu',      # Activation function: 'relu', 'lrelu', etc.
-        resample_filter = [1, 3, 3, 1], # Low-pass filter to apply when resampling activations.
-        conv_clamp      = None,         # Clamp the output of convolution layers to +-X, None = disable clamping.
-        channels_last   = False,        # Use channels_last format for the weights?
+        in_channels,                    # Channels in.
+        out_channels,                   # Channels out.
+        w_dim,                          # Width of w, from which the styles come.
+        resolution,                     # Side of the output feature maps.
+        kernel_size     = 3,            # Side of the square kernel.
+        up              = 1,            # Upsampling factor (2 in a block's first layer).
+        use_noise       = True,         # Add per-pixel noise, scaled by a learned strength.
+        activation      = 'lrelu',      # Activation after the bias.
+        resample_filter = [1, 3, 3, 1], # FIR taps for upsampling.
+        conv_clamp      = None,         # Outputs clamped to +-this; None: no clamping.
+        channels_last   = False,        # Keep the weight in channels-last layout.
     ):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.up = up
-        self.use_noise = use_noise
-        self.activation = activation
-        self.conv_clamp = conv_clamp
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.w_dim, self.resolution = w_dim, resolution
+        self.up, self.use_noise = up, use_noise
+        self.activation, self.conv_clamp = activation, conv_clamp
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
         self.padding = kernel_size // 2
         self.act_gain = bias_act.activation_funcs[activation].def_gain
 
-        # Styles start at 1 (bias_init=1) so that the layer starts as an unmodulated convolution.
+        # Styles start at 1 (bias_init=1): at first the layer is a plain convolution.
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = torch.nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        kernel = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+        self.weight = torch.nn.Parameter(kernel.to(memory_format=layout))
         if use_noise:
             self.register_buffer('noise_const', torch.randn([resolution, resolution]))
-            self.noise_strength = torch.nn.Parameter(torch.zeros([]))
+            self.noise_strength = torch.nn.Parameter(torch.zeros([]))  # Noise starts switched off.
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+
+    def _scaled_noise(self, batch_size, device, noise_mode):
+        if not self.use_noise or noise_mode == 'none':
+            return None
+        if noise_mode == 'const':
+            return self.noise_const * self.noise_strength
+        return torch.randn([batch_size, 1, self.resolution, self.resolution], device=device) * self.noise_strength
 
     def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
         """noise_mode: 'random' = fresh noise per call, 'const' = the stored noise_const, 'none' = no noise."""
-        assert noise_mode in ['random', 'const', 'none']
-        in_resolution = self.resolution // self.up
-        misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
+        assert noise_mode in ('random', 'const', 'none')
+        input_side = self.resolution // self.up
+        misc.assert_shape(x, [None, self.in_channels, input_side, input_side])
         styles = self.affine(w)
-
-        noise = None
-        if self.use_noise and noise_mode == 'random':
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
-        if self.use_noise and noise_mode == 'const':
-            noise = self.noise_const * self.noise_strength
-
-        flip_weight = (self.up == 1)  # The transposed convolution used for upsampling wants the kernel flipped.
+        noise = self._scaled_noise(x.shape[0], x.device, noise_mode)
+        # Upsampling runs as a transposed convolution, which takes the kernel as it is.
         x = modulated_conv2d(x=x, weight=self.weight, styles=styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, flip_weight=flip_weight,
+                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
-
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
     def extra_repr(self):
-        return ' '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d},',
-            f'resolution={self.resolution:d}, up={self.up}, activation={self.activation:s}'])
+        return _describe(self, 'in_channels', 'out_channels', 'w_dim', 'resolution', 'up', 'activation')
 
 
 @persistence.persistent_class
 class ToRGBLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,            # Number of input channels.
-        out_channels,           # Number of output (image) channels.
-        w_dim,                  # Intermediate latent (W) dimensionality.
-        kernel_size     = 1,    # Convolution kernel size.
-        conv_clamp      = None, # Clamp the output to +-X, None = disable clamping.
-        channels_last   = False,# Use channels_last format for the weights?
+        in_channels,            # Feature channels in.
+        out_channels,           # Image channels out.
+        w_dim,                  # Width of w, from which the styles come.
+        kernel_size     = 1,    # Side of the square kernel.
+        conv_clamp      = None, # Outputs clamped to +-this; None: no clamping.
+        channels_last   = False,# Keep the weight in channels-last layout.
     ):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
+        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.weight = torch.nn.Parameter(
-            torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        kernel = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+        self.weight = torch.nn.Parameter(kernel.to(memory_format=layout))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / np.sqrt(in_channels * (kernel_size ** 2))
 
     def forward(self, x, w, fused_modconv=True):
-        # Without demodulation the He gain has to be applied explicitly; folding it into the styles is cheapest.
+        # No demodulation here, so the He gain must be applied; on the styles it costs least.
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        rgb = modulated_conv2d(x=x, weight=self.weight, styles=styles, demodulate=False, fused_modconv=fused_modconv)
+        return bias_act.bias_act(rgb, self.bias.to(rgb.dtype), clamp=self.conv_clamp)
 
     def extra_repr(self):
-        return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'
+        return _describe(self, 'in_channels', 'out_channels', 'w_dim')
 
 
 @persistence.persistent_class
 class SynthesisBlock(torch.nn.Module):
     def __init__(self,
-        in_channels,                        # Number of input channels, 0 = first block.
-        out_channels,                       # Number of output channels.
-        w_dim,                              # Intermediate latent (W) dimensionality.
-        resolution,                         # Resolution of this block.
-        img_channels,                       # Number of output color channels.
-        is_last,                            # Is this the last block?
-        architecture            = 'skip',   # Architecture: 'orig', 'skip', 'resnet'.
-        resample_filter         = [1, 3, 3, 1], # Low-pass filter to apply when resampling activations.
-        conv_clamp              = 256,      # Clamp the output of convolution layers to +-X, None = disable clamping.
-        use_fp16                = False,    # Use FP16 for this block?
-        fp16_channels_last      = False,    # Use channels-last memory format with FP16?
-        fused_modconv_default   = True,     # Default fused_modconv; 'inference_only' = True in eval mode only.
-        **layer_kwargs,                     # Arguments for SynthesisLayer.
+        in_channels,                        # Channels from the previous block; 0 for the first block.
+        out_channels,                       # Channels this block produces.
+        w_dim,                              # Width of each w.
+        resolution,                         # Side of this block's feature maps.
+        img_channels,                       # Channels of the image being built.
+        is_last,                            # The final block (which always ends with a ToRGB).
+        architecture            = 'skip',   # 'orig', 'skip' (the image is summed over blocks) or 'resnet'.
+        resample_filter         = [1, 3, 3, 1], # FIR taps for upsampling.
+        conv_clamp              = 256,      # Convolution outputs clamped to +-this; None: no clamping.
+        use_fp16                = False,    # Run the block in float16 (GPUs only).
+        fp16_channels_last      = False,    # With float16, also use the channels-last memory format.
+        fused_modconv_default   = True,     # fused_modconv when forward() is not told; 'inference_only': in eval.
+        **layer_kwargs,                     # Passed on to the SynthesisLayers.
     ):
-        assert architecture in ['orig', 'skip', 'resnet']
+        assert architecture in ('orig', 'skip', 'resnet')
         super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.is_last = is_last
-        self.architecture = architecture
+        self.in_channels, self.w_dim = in_channels, w_dim
+        self.resolution, self.img_channels = resolution, img_channels
+        self.is_last, self.architecture = is_last, architecture
         self.use_fp16 = use_fp16
         self.channels_last = (use_fp16 and fp16_channels_last)
         self.fused_modconv_default = fused_modconv_default
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
-        self.num_conv = 0
-        self.num_torgb = 0
 
-        if in_channels == 0:
+        first = (in_channels == 0)
+        per_layer = dict(w_dim=w_dim, resolution=resolution, conv_clamp=conv_clamp, channels_last=self.channels_last)
+        if first:
             self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
-
-        if in_channels != 0:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
-                resample_filter=resample_filter, conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
-            self.num_conv += 1
-
-        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim=w_dim, resolution=resolution,
-            conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)
-        self.num_conv += 1
-
-        if is_last or architecture == 'skip':
-            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim,
-                conv_clamp=conv_clamp, channels_last=self.channels_last)
-            self.num_torgb += 1
-
-        if in_channels != 0 and architecture == 'resnet':
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, resample_filter=resample_filter,
+                                        **per_layer, **layer_kwargs)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, **per_layer, **layer_kwargs)
+        self.num_conv = 1 if first else 2
+        self.num_torgb = 1 if (is_last or architecture == 'skip') else 0
+        if self.num_torgb:
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
+                                    channels_last=self.channels_last)
+        if not first and architecture == 'resnet':
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
-                resample_filter=resample_filter, channels_last=self.channels_last)
+                                    resample_filter=resample_filter, channels_last=self.channels_last)
+
+    def _fused_modconv(self, requested, on_gpu):
+        if not on_gpu:
+            return False  # Same result; on the CPU one shared convolution is the faster layout.
+        if requested is None:
+            requested = self.fused_modconv_default
+        return (not self.training) if requested == 'inference_only' else requested
 
     def forward(self, x, img, ws, force_fp32=False, fused_modconv=None, update_emas=False, **layer_kwargs):
-        """Returns (features, image); `ws`: one w per conv layer plus one for ToRGB, [N, num_conv + num_torgb, w_dim]."""
-        _ = update_emas  # The synthesis network tracks no statistics.
+        """(features, image) after this block; `ws` holds one w per convolution and one for the ToRGB,
+        [N, num_conv + num_torgb, w_dim]."""
+        _ = update_emas  # Nothing here keeps running statistics.
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
-        w_iter = iter(ws.unbind(dim=1))
-        if ws.device.type != 'cuda':
-            force_fp32 = True  # float16 convolutions are slow or missing on the CPU.
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
-        if fused_modconv is None:
-            fused_modconv = self.fused_modconv_default
-        if fused_modconv == 'inference_only':
-            fused_modconv = (not self.training)
-        if ws.device.type != 'cuda':
-            fused_modconv = False  # Same function; the shared convolution is the faster layout on the CPU.
+        on_gpu = (ws.device.type == 'cuda')
+        reduced = on_gpu and not force_fp32  # float16 convolutions are slow or missing on the CPU.
+        dtype = torch.float16 if self.use_fp16 and reduced else torch.float32
+        memory_format = torch.channels_last if self.channels_last and reduced else torch.contiguous_format
+        fused = self._fused_modconv(fused_modconv, on_gpu)
+        layer_ws = iter(ws.unbind(dim=1))
 
-        # Input.
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(layer_ws), fused_modconv=fused, **layer_kwargs)
         else:
             misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2])
             x = x.to(dtype=dtype, memory_format=memory_format)
+            # resnet: both branches scaled by sqrt(1/2), so that their sum keeps the variance.
+            shortcut = self.skip(x, gain=np.sqrt(0.5)) if self.architecture == 'resnet' else None
+            x = self.conv0(x, next(layer_ws), fused_modconv=fused, **layer_kwargs)
+            if shortcut is None:
+                x = self.conv1(x, next(layer_ws), fused_modconv=fused, **layer_kwargs)
+            else:
+                x = shortcut + self.conv1(x, next(layer_ws), fused_modconv=fused, gain=np.sqrt(0.5), **layer_kwargs)
 
-        # Main layers.
-        if self.in_channels == 0:
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-        elif self.architecture == 'resnet':
-            # sqrt(0.5) on both branches keeps the variance of their sum unchanged.
-            y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5), **layer_kwargs)
-            x = y + x
-        else:
-            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
-
-        # ToRGB: the image is accumulated in float32 across blocks.
+        # The image is carried between blocks in float32.
         if img is not None:
             misc.assert_shape(img, [None, self.img_channels, self.resolution // 2, self.resolution // 2])
             img = upfirdn2d.upsample2d(img, self.resample_filter)
-        if self.is_last or self.architecture == 'skip':
-            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
-            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-            img = img + y if img is not None else y
+        if self.num_torgb:
+            rgb = self.torgb(x, next(layer_ws), fused_modconv=fused)
+            rgb = rgb.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            img = rgb if img is None else img + rgb
 
-        assert x.dtype == dtype
-        assert img is None or img.dtype == torch.float32
+        assert x.dtype == dtype and (img is None or img.dtype == torch.float32)
         return x, img
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return _describe(self, 'resolution', 'architecture')
 
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
     def __init__(self,
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        img_resolution,             # Output image resolution.
-        img_channels,               # Number of color channels.
-        channel_base    = 32768,    # Overall multiplier for the number of channels.
-        channel_max     = 512,      # Maximum number of channels in any layer.
-        num_fp16_res    = 4,        # Use FP16 for the N highest resolutions.
-        **block_kwargs,             # Arguments for SynthesisBlock.
+        w_dim,                      # Width of each w.
+        img_resolution,             # Side of the output image, a power of two of at least 4.
+        img_channels,               # Channels of the output image.
+        channel_base    = 32768,    # Blocks at resolution r get channel_base / r channels...
+        channel_max     = 512,      # ...but no more than this.
+        num_fp16_res    = 4,        # How many of the highest resolutions run in float16 (GPUs only).
+        **block_kwargs,             # Passed on to every SynthesisBlock.
     ):
-        assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0
+        log2 = resolution_log2(img_resolution)
         super().__init__()
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.num_fp16_res = num_fp16_res
-        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        channels_dict = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        self.w_dim, self.img_channels, self.num_fp16_res = w_dim, img_channels, num_fp16_res
+        self.img_resolution, self.img_resolution_log2 = img_resolution, log2
+        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]  # 4, 8, ..., img_resolution.
+        width = lambda res: min(channel_base // res, channel_max)  # noqa: E731
+        lowest_fp16_res = max(2 ** (log2 + 1 - num_fp16_res), 8)
 
+        # A block's ToRGB reads the same w as the next block's first convolution; only the last block's is extra.
         self.num_ws = 0
         for res in self.block_resolutions:
-            in_channels = channels_dict[res // 2] if res > 4 else 0
-            out_channels = channels_dict[res]
-            use_fp16 = (res >= fp16_resolution)
-            is_last = (res == self.img_resolution)
-            block = SynthesisBlock(in_channels, out_channels, w_dim=w_dim, resolution=res,
-                img_channels=img_channels, is_last=is_last, use_fp16=use_fp16, **block_kwargs)
-            # A block's ToRGB shares its w with the next block's first conv; only the last one adds a w.
-            self.num_ws += block.num_conv
-            if is_last:
-                self.num_ws += block.num_torgb
+            block = SynthesisBlock(width(res // 2) if res > 4 else 0, width(res), w_dim=w_dim, resolution=res,
+                                   img_channels=img_channels, is_last=(res == img_resolution),
+                                   use_fp16=(res >= lowest_fp16_res), **block_kwargs)
+            self.num_ws += block.num_conv + (block.num_torgb if block.is_last else 0)
             setattr(self, f'b{res}', block)
 
     def forward(self, ws, **block_kwargs):
         """ws: [N, num_ws, w_dim] -> image [N, img_channels, img_resolution, img_resolution] in float32."""
-        block_ws = []
+        blocks = [getattr(self, f'b{res}') for res in self.block_resolutions]
         with torch.autograd.profiler.record_function('split_ws'):
             misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
             ws = ws.to(torch.float32)
-            w_idx = 0
-            for res in self.block_resolutions:
-                block = getattr(self, f'b{res}')
-                block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
-                w_idx += block.num_conv
-
-        x = img = None
-        for res, cur_ws in zip(self.block_resolutions, block_ws):
-            block = getattr(self, f'b{res}')
-            x, img = block(x, img, cur_ws, **block_kwargs)
-        return img
+            first_w = np.cumsum([0] + [block.num_conv for block in blocks])
+            per_block = [ws.narrow(1, int(start), block.num_conv + block.num_torgb)
+                         for start, block in zip(first_w, blocks)]
+        features = image = None
+        for block, block_ws in zip(blocks, per_block):
+            features, image = block(features, image, block_ws, **block_kwargs)
+        return image
 
     def extra_repr(self):
-        return ' '.join([
-            f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d},',
-            f'img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d},',
-            f'num_fp16_res={self.num_fp16_res:d}'])
+        return _describe(self, 'w_dim', 'num_ws', 'img_resolution', 'img_channels', 'num_fp16_res')
 
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
     def __init__(self,
-        z_dim,                      # Input latent (Z) dimensionality.
-        c_dim,                      # Conditioning label (C) dimensionality.
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        img_resolution,             # Output resolution.
-        img_channels,               # Number of output color channels.
-        mapping_kwargs      = {},   # Arguments for MappingNetwork.
-        **synthesis_kwargs,         # Arguments for SynthesisNetwork.
+        z_dim,                      # Width of the input latent z.
+        c_dim,                      # Width of the label c; 0 for unconditional networks.
+        w_dim,                      # Width of the intermediate latent w.
+        img_resolution,             # Side of the output image.
+        img_channels,               # Channels of the output image.
+        mapping_kwargs      = {},   # Passed on to the MappingNetwork.
+        **synthesis_kwargs,         # Passed on to the SynthesisNetwork.
     ):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
@@ -585,89 +541,75 @@ class Generator(torch.nn.Module):
 @persistence.persistent_class
 class DiscriminatorBlock(torch.nn.Module):
     def __init__(self,
-        in_channels,                        # Number of input channels, 0 = first block.
-        tmp_channels,                       # Number of intermediate channels.
-        out_channels,                       # Number of output channels.
-        resolution,                         # Resolution of this block.
-        img_channels,                       # Number of input color channels.
-        first_layer_idx,                    # Index of the first layer.
-        architecture        = 'resnet',     # Architecture: 'orig', 'skip', 'resnet'.
-        activation          = 'lrelu',      # Activation function: 'relu', 'lrelu', etc.
-        resample_filter     = [1, 3, 3, 1], # Low-pass filter to apply when resampling activations.
-        conv_clamp          = None,         # Clamp the output of convolution layers to +-X, None = disable clamping.
-        use_fp16            = False,        # Use FP16 for this block?
-        fp16_channels_last  = False,        # Use channels-last memory format with FP16?
-        freeze_layers       = 0,            # Freeze-D: Number of layers to freeze.
+        in_channels,                        # Channels from the previous block; 0 for the first block.
+        tmp_channels,                       # Channels inside the block.
+        out_channels,                       # Channels passed on (at half the resolution).
+        resolution,                         # Side of the block's input.
+        img_channels,                       # Channels of the image.
+        first_layer_idx,                    # How many layers of D come before this block (for freeze_layers).
+        architecture        = 'resnet',     # 'orig', 'skip' (the image enters every block) or 'resnet'.
+        activation          = 'lrelu',      # Activation of the convolutions.
+        resample_filter     = [1, 3, 3, 1], # FIR taps for downsampling.
+        conv_clamp          = None,         # Convolution outputs clamped to +-this; None: no clamping.
+        use_fp16            = False,        # Run the block in float16 (GPUs only).
+        fp16_channels_last  = False,        # With float16, also use the channels-last memory format.
+        freeze_layers       = 0,            # Freeze-D: this many layers of D, from the image side, do not train.
     ):
-        assert in_channels in [0, tmp_channels]
-        assert architecture in ['orig', 'skip', 'resnet']
+        assert in_channels in (0, tmp_channels)
+        assert architecture in ('orig', 'skip', 'resnet')
         super().__init__()
-        self.in_channels = in_channels
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.first_layer_idx = first_layer_idx
-        self.architecture = architecture
+        self.in_channels, self.resolution, self.img_channels = in_channels, resolution, img_channels
+        self.first_layer_idx, self.architecture = first_layer_idx, architecture
         self.use_fp16 = use_fp16
         self.channels_last = (use_fp16 and fp16_channels_last)
         self.register_buffer('resample_filter', upfirdn2d.setup_filter(resample_filter))
 
-        # Freeze-D: the first `freeze_layers` layers of the whole discriminator keep their weights.
         self.num_layers = 0
-        def next_layer_trainable():
+
+        def layer(in_ch, out_ch, kernel_size, **kwargs):
+            # Freeze-D counts layers across the whole discriminator, so each layer knows its global index.
             trainable = (first_layer_idx + self.num_layers >= freeze_layers)
             self.num_layers += 1
-            return trainable
+            return Conv2dLayer(in_ch, out_ch, kernel_size=kernel_size, trainable=trainable,
+                               channels_last=self.channels_last, **kwargs)
 
         if in_channels == 0 or architecture == 'skip':
-            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, kernel_size=1, activation=activation,
-                trainable=next_layer_trainable(), conv_clamp=conv_clamp, channels_last=self.channels_last)
-
-        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, kernel_size=3, activation=activation,
-            trainable=next_layer_trainable(), conv_clamp=conv_clamp, channels_last=self.channels_last)
-
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, kernel_size=3, activation=activation, down=2,
-            trainable=next_layer_trainable(), resample_filter=resample_filter, conv_clamp=conv_clamp,
-            channels_last=self.channels_last)
-
+            self.fromrgb = layer(img_channels, tmp_channels, 1, activation=activation, conv_clamp=conv_clamp)
+        self.conv0 = layer(tmp_channels, tmp_channels, 3, activation=activation, conv_clamp=conv_clamp)
+        self.conv1 = layer(tmp_channels, out_channels, 3, activation=activation, down=2,
+                           resample_filter=resample_filter, conv_clamp=conv_clamp)
         if architecture == 'resnet':
-            self.skip = Conv2dLayer(tmp_channels, out_channels, kernel_size=1, bias=False, down=2,
-                trainable=next_layer_trainable(), resample_filter=resample_filter, channels_last=self.channels_last)
+            self.skip = layer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
 
     def forward(self, x, img, force_fp32=False):
         """Returns (features at half resolution, image at half resolution or None)."""
-        if (x if x is not None else img).device.type != 'cuda':
-            force_fp32 = True  # float16 convolutions are slow or missing on the CPU.
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        on_gpu = (x if x is not None else img).device.type == 'cuda'
+        reduced = on_gpu and not force_fp32  # float16 convolutions are slow or missing on the CPU.
+        dtype = torch.float16 if self.use_fp16 and reduced else torch.float32
+        memory_format = torch.channels_last if self.channels_last and reduced else torch.contiguous_format
 
-        # Input.
-        if x is not None:
-            misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
-            x = x.to(dtype=dtype, memory_format=memory_format)
+        def checked(tensor, channels):
+            misc.assert_shape(tensor, [None, channels, self.resolution, self.resolution])
+            return tensor.to(dtype=dtype, memory_format=memory_format)
 
-        # FromRGB.
+        x = None if x is None else checked(x, self.in_channels)
         if self.in_channels == 0 or self.architecture == 'skip':
-            misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
-            img = img.to(dtype=dtype, memory_format=memory_format)
-            y = self.fromrgb(img)
-            x = x + y if x is not None else y
+            img = checked(img, self.img_channels)
+            from_image = self.fromrgb(img)
+            x = from_image if x is None else x + from_image
             img = upfirdn2d.downsample2d(img, self.resample_filter) if self.architecture == 'skip' else None
 
-        # Main layers.
         if self.architecture == 'resnet':
-            y = self.skip(x, gain=np.sqrt(0.5))
-            x = self.conv0(x)
-            x = self.conv1(x, gain=np.sqrt(0.5))
-            x = y + x
+            # Both branches scaled by sqrt(1/2), so that their sum keeps the variance.
+            shortcut = self.skip(x, gain=np.sqrt(0.5))
+            x = shortcut + self.conv1(self.conv0(x), gain=np.sqrt(0.5))
         else:
-            x = self.conv0(x)
-            x = self.conv1(x)
-
+            x = self.conv1(self.conv0(x))
         assert x.dtype == dtype
         return x, img
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return _describe(self, 'resolution', 'architecture')
 
 
 @persistence.persistent_class
@@ -677,155 +619,123 @@ class MinibatchStdLayer(torch.nn.Module):
 
     def __init__(self, group_size, num_channels=1):
         super().__init__()
-        self.group_size = group_size
-        self.num_channels = num_channels
+        self.group_size = group_size        # Samples per group; None: the whole batch.
+        self.num_channels = num_channels    # Feature maps appended (channels are split into this many sets).
 
     def forward(self, x):
-        N, C, H, W = x.shape
+        batch, channels, height, width = x.shape
         with misc.suppress_tracer_warnings():  # The group size is a constant of the traced graph.
-            G = torch.min(torch.as_tensor(self.group_size), torch.as_tensor(N)) if self.group_size is not None else N
-        F = self.num_channels
-        c = C // F
-
-        # Sample n belongs to group n % (N // G).
-        y = x.reshape(G, -1, F, c, H, W)    # [GnFcHW]
-        y = y - y.mean(dim=0)               # [GnFcHW] Deviation from the group mean.
-        y = y.square().mean(dim=0)          # [nFcHW]  Variance over the group.
-        y = (y + 1e-8).sqrt()               # [nFcHW]  Standard deviation.
-        y = y.mean(dim=[2, 3, 4])           # [nF]     Averaged over channels and pixels.
-        y = y.reshape(-1, F, 1, 1)          # [nF11]
-        y = y.repeat(G, 1, H, W)            # [NFHW]   One map per sample.
-        return torch.cat([x, y], dim=1)     # [N(C+F)HW]
+            group = batch if self.group_size is None else \
+                torch.min(torch.as_tensor(self.group_size), torch.as_tensor(batch))
+        sets = self.num_channels
+        # Sample n is in group n % (batch // group); statistics per group member position, per channel set.
+        grouped = x.reshape(group, -1, sets, channels // sets, height, width)
+        spread = (grouped - grouped.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt()
+        maps = spread.mean(dim=[2, 3, 4]).reshape(-1, sets, 1, 1).repeat(group, 1, height, width)
+        return torch.cat([x, maps], dim=1)
 
     def extra_repr(self):
-        return f'group_size={self.group_size}, num_channels={self.num_channels:d}'
+        return _describe(self, 'group_size', 'num_channels')
 
 
 @persistence.persistent_class
 class DiscriminatorEpilogue(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        cmap_dim,                       # Dimensionality of mapped conditioning label, 0 = no label.
-        resolution,                     # Resolution of this block.
-        img_channels,                   # Number of input color channels.
-        architecture        = 'resnet', # Architecture: 'orig', 'skip', 'resnet'.
-        mbstd_group_size    = 4,        # Group size for the minibatch standard deviation layer, None = entire minibatch.
-        mbstd_num_channels  = 1,        # Number of features for the minibatch standard deviation layer, 0 = disable.
-        activation          = 'lrelu',  # Activation function: 'relu', 'lrelu', etc.
-        conv_clamp          = None,     # Clamp the output of convolution layers to +-X, None = disable clamping.
+        in_channels,                    # Channels of the 4x4 features.
+        cmap_dim,                       # Width of the mapped label; 0 for unconditional networks.
+        resolution,                     # Side of the features (4).
+        img_channels,                   # Channels of the image (used by 'skip').
+        architecture        = 'resnet', # 'orig', 'skip' or 'resnet', as in the blocks.
+        mbstd_group_size    = 4,        # Samples per minibatch standard deviation group; None: the whole batch.
+        mbstd_num_channels  = 1,        # Feature maps it appends; 0: no such layer.
+        activation          = 'lrelu',  # Activation of the convolution and the hidden layer.
+        conv_clamp          = None,     # Convolution outputs clamped to +-this; None: no clamping.
     ):
-        assert architecture in ['orig', 'skip', 'resnet']
+        assert architecture in ('orig', 'skip', 'resnet')
         super().__init__()
-        self.in_channels = in_channels
-        self.cmap_dim = cmap_dim
-        self.resolution = resolution
-        self.img_channels = img_channels
-        self.architecture = architecture
+        self.in_channels, self.cmap_dim, self.resolution = in_channels, cmap_dim, resolution
+        self.img_channels, self.architecture = img_channels, architecture
 
         if architecture == 'skip':
             self.fromrgb = Conv2dLayer(img_channels, in_channels, kernel_size=1, activation=activation)
-        self.mbstd = MinibatchStdLayer(group_size=mbstd_group_size, num_channels=mbstd_num_channels) \
-            if mbstd_num_channels > 0 else None
+        self.mbstd = None
+        if mbstd_num_channels > 0:
+            self.mbstd = MinibatchStdLayer(group_size=mbstd_group_size, num_channels=mbstd_num_channels)
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3,
                                 activation=activation, conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * (resolution ** 2), in_channels, activation=activation)
-        self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+        self.out = FullyConnectedLayer(in_channels, cmap_dim if cmap_dim > 0 else 1)
 
     def forward(self, x, img, cmap, force_fp32=False):
         """Returns logits [N, 1]; with a label, the projection of the output onto the mapped label `cmap`."""
         _ = force_fp32  # The epilogue always runs in float32.
         misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
-        dtype = torch.float32
-        memory_format = torch.contiguous_format
-
-        # FromRGB.
-        x = x.to(dtype=dtype, memory_format=memory_format)
+        x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == 'skip':
             misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
-            img = img.to(dtype=dtype, memory_format=memory_format)
-            x = x + self.fromrgb(img)
-
-        # Main layers.
+            x = x + self.fromrgb(img.to(dtype=torch.float32, memory_format=torch.contiguous_format))
         if self.mbstd is not None:
             x = self.mbstd(x)
-        x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        x = self.out(x)
-
-        # Conditioning by projection.
+        logits = self.out(self.fc(self.conv(x).flatten(1)))
         if self.cmap_dim > 0:
+            # Projection discriminator: the output is compared with the mapped label.
             misc.assert_shape(cmap, [None, self.cmap_dim])
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
-
-        assert x.dtype == dtype
-        return x
+            logits = (logits * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
+        assert logits.dtype == torch.float32
+        return logits
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return _describe(self, 'resolution', 'architecture')
 
 
 @persistence.persistent_class
 class Discriminator(torch.nn.Module):
     def __init__(self,
-        c_dim,                          # Conditioning label (C) dimensionality.
-        img_resolution,                 # Input resolution.
-        img_channels,                   # Number of input color channels.
-        architecture        = 'resnet', # Architecture: 'orig', 'skip', 'resnet'.
-        channel_base        = 32768,    # Overall multiplier for the number of channels.
-        channel_max         = 512,      # Maximum number of channels in any layer.
-        num_fp16_res        = 4,        # Use FP16 for the N highest resolutions.
-        conv_clamp          = 256,      # Clamp the output of convolution layers to +-X, None = disable clamping.
-        cmap_dim            = None,     # Dimensionality of mapped conditioning label, None = default.
-        block_kwargs        = {},       # Arguments for DiscriminatorBlock.
-        mapping_kwargs      = {},       # Arguments for MappingNetwork.
-        epilogue_kwargs     = {},       # Arguments for DiscriminatorEpilogue.
+        c_dim,                          # Width of the label c; 0 for unconditional networks.
+        img_resolution,                 # Side of the input images.
+        img_channels,                   # Channels of the input images.
+        architecture        = 'resnet', # 'orig', 'skip' or 'resnet'.
+        channel_base        = 32768,    # Blocks at resolution r get channel_base / r channels...
+        channel_max         = 512,      # ...but no more than this.
+        num_fp16_res        = 4,        # How many of the highest resolutions run in float16 (GPUs only).
+        conv_clamp          = 256,      # Convolution outputs clamped to +-this; None: no clamping.
+        cmap_dim            = None,     # Width of the mapped label; None: the channels at 4x4.
+        block_kwargs        = {},       # Passed on to every DiscriminatorBlock.
+        mapping_kwargs      = {},       # Passed on to the label's MappingNetwork.
+        epilogue_kwargs     = {},       # Passed on to the DiscriminatorEpilogue.
     ):
-        assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0
+        log2 = resolution_log2(img_resolution)
         super().__init__()
-        self.c_dim = c_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
-        channels_dict = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        self.c_dim, self.img_channels = c_dim, img_channels
+        self.img_resolution, self.img_resolution_log2 = img_resolution, log2
+        self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]  # img_resolution, ..., 8; 4 is the epilogue.
+        width = lambda res: min(channel_base // res, channel_max)  # noqa: E731
+        lowest_fp16_res = max(2 ** (log2 + 1 - num_fp16_res), 8)
+        cmap_dim = 0 if c_dim == 0 else (width(4) if cmap_dim is None else cmap_dim)
 
-        if cmap_dim is None:
-            cmap_dim = channels_dict[4]
-        if c_dim == 0:
-            cmap_dim = 0
-
-        common_kwargs = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
-        cur_layer_idx = 0
+        shared = dict(img_channels=img_channels, architecture=architecture, conv_clamp=conv_clamp)
+        layers_before = 0
         for res in self.block_resolutions:
-            in_channels = channels_dict[res] if res < img_resolution else 0
-            tmp_channels = channels_dict[res]
-            out_channels = channels_dict[res // 2]
-            use_fp16 = (res >= fp16_resolution)
-            block = DiscriminatorBlock(in_channels, tmp_channels, out_channels, resolution=res,
-                first_layer_idx=cur_layer_idx, use_fp16=use_fp16, **block_kwargs, **common_kwargs)
+            block = DiscriminatorBlock(width(res) if res < img_resolution else 0, width(res), width(res // 2),
+                                       resolution=res, first_layer_idx=layers_before, use_fp16=(res >= lowest_fp16_res),
+                                       **block_kwargs, **shared)
             setattr(self, f'b{res}', block)
-            cur_layer_idx += block.num_layers
+            layers_before += block.num_layers
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                                           **mapping_kwargs)
-        self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=4,
-                                        **epilogue_kwargs, **common_kwargs)
+        self.b4 = DiscriminatorEpilogue(width(4), cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs, **shared)
 
     def forward(self, img, c, update_emas=False, **block_kwargs):
         """img: [N, img_channels, img_resolution, img_resolution], c: [N, c_dim] -> logits [N, 1]."""
-        _ = update_emas  # The discriminator tracks no statistics.
-        x = None
+        _ = update_emas  # Nothing here keeps running statistics.
+        features = None
         for res in self.block_resolutions:
-            block = getattr(self, f'b{res}')
-            x, img = block(x, img, **block_kwargs)
-
-        cmap = None
-        if self.c_dim > 0:
-            cmap = self.mapping(None, c)
-        return self.b4(x, img, cmap)
+            features, img = getattr(self, f'b{res}')(features, img, **block_kwargs)
+        cmap = self.mapping(None, c) if self.c_dim > 0 else None
+        return self.b4(features, img, cmap)
 
     def extra_repr(self):
-        return f'c_dim={self.c_dim:d}, img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}'
+        return _describe(self, 'c_dim', 'img_resolution', 'img_channels')
 
 # ----------------------------------------------------------------------------
