@@ -59,7 +59,7 @@ def persistent_class(orig_class):
                                doc='The keyword constructor arguments (a copy).')
 
         def __reduce__(self):
-            return _as_persistent(super().__reduce__(), source, class_name)
+            return _as_persistent(super().__reduce__(), self._orig_module_src, self._orig_class_name)
 
     for attribute in ('__name__', '__qualname__', '__module__', '__doc__'):
         setattr(Persistent, attribute, getattr(orig_class, attribute))

@@ -37,6 +37,11 @@ _bias_act_on_fresh = getattr(bias_act, 'bias_act_', bias_act.bias_act)
 # Functional building blocks.
 
 
+def _describe(module, *names):
+    """extra_repr text: the named attributes of `module` as name=value."""
+    return ', '.join(f'{name}={getattr(module, name)}' for name in names)
+
+
 @misc.profiled_function
 def normalize_2nd_moment(x, dim=1, eps=1e-8):
     """Scales `x` so that its mean square along `dim` is 1."""
@@ -89,11 +94,9 @@ def fully_connected_per_pixel(layer, x):
     batch_size = x.shape[0]
     misc.assert_shape(x, [batch_size, layer.in_features] + [None] * (x.ndim - 2))
     w = layer.weight.to(x.dtype) * layer.weight_gain
-    b = layer.bias
-    if b is not None:
-        b = b.to(x.dtype)
-        if layer.bias_gain != 1:
-            b = b * layer.bias_gain
+    b = None if layer.bias is None else layer.bias.to(x.dtype)
+    if b is not None and layer.bias_gain != 1:
+        b = b * layer.bias_gain
     # A batched product keeps the positions contiguous (torch.matmul would transpose the activations).
     y = torch.bmm(w.unsqueeze(0).expand(batch_size, -1, -1), x.reshape(batch_size, layer.in_features, _num_positions(x)))
     y = _bias_act_on_fresh(y, b, act=layer.activation)
@@ -121,124 +124,109 @@ def biline_product(lines, rows=slice(None)):
 @persistence.persistent_class
 class FullyConnectedLayer(torch.nn.Module):
     def __init__(self,
-        in_features,                # Number of input features.
-        out_features,               # Number of output features.
-        bias            = True,     # Apply additive bias before the activation function?
-        weight_norm     = True,     # Scale the weight by 1 / sqrt(in_features) at runtime (equalised lr)?
-        activation      = 'linear', # Activation function: 'relu', 'lrelu', etc.
-        lr_multiplier   = 1,        # Learning rate multiplier.
-        bias_init       = 0,        # Initial value for the additive bias.
+        in_features,                # Width of the input.
+        out_features,               # Width of the output.
+        bias            = True,     # Add a learned bias.
+        weight_norm     = True,     # Equalised learning rate (the 1/sqrt(in_features) gain); off in ToRes.
+        activation      = 'linear', # Activation after the bias.
+        lr_multiplier   = 1,        # Learning rate of this layer relative to the others.
+        bias_init       = 0,        # Starting value of the bias.
     ):
         super().__init__()
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features, self.out_features = in_features, out_features
         self.activation = activation
-        # Storing weight / lr_multiplier and multiplying back at runtime scales its effective learning rate.
+        # Stored divided by lr_multiplier and multiplied back when used: Adam's steps shrink by that factor.
         self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init))) if bias else None
-        self.weight_gain = lr_multiplier / (np.sqrt(in_features) if weight_norm else 1)
+        self.bias = None
+        if bias:
+            self.bias = torch.nn.Parameter(torch.full([out_features], np.float32(bias_init)))
+        fan_in_scale = np.sqrt(in_features) if weight_norm else 1
+        self.weight_gain = lr_multiplier / fan_in_scale
         self.bias_gain = lr_multiplier
 
     def forward(self, x):
         """[batch_size, in_features] -> [batch_size, out_features]."""
-        w = self.weight.to(x.dtype)
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        # The weight gain scales the product (batch_size rows) rather than the weight (out_features rows).
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t(), alpha=float(self.weight_gain))
-        x = x.matmul(w.t()).mul_(float(self.weight_gain))
-        return bias_act.bias_act(x, b, act=self.activation)
+        weight = self.weight.to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        if bias is not None and self.bias_gain != 1:
+            bias = bias * self.bias_gain
+        gain = float(self.weight_gain)  # Applied to the product, which has fewer rows than the weight.
+        if bias is not None and self.activation == 'linear':
+            return torch.addmm(bias.unsqueeze(0), x, weight.t(), alpha=gain)
+        return bias_act.bias_act(x.matmul(weight.t()).mul_(gain), bias, act=self.activation)
 
     def extra_repr(self):
-        return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
-
-# ----------------------------------------------------------------------------
-# Mapping network (that of StyleGAN2).
+        return _describe(self, 'in_features', 'out_features', 'activation')
 
 
 @persistence.persistent_class
 class MappingNetwork(torch.nn.Module):
     def __init__(self,
-        z_dim,                      # Input latent (Z) dimensionality, 0 = no latent.
-        c_dim,                      # Conditioning label (C) dimensionality, 0 = no label.
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        num_ws,                     # Number of intermediate latents to output, None = do not broadcast.
-        num_layers      = 8,        # Number of mapping layers.
-        embed_features  = None,     # Label embedding dimensionality, None = same as w_dim.
-        layer_features  = None,     # Number of intermediate features in the mapping layers, None = same as w_dim.
-        activation      = 'lrelu',  # Activation function: 'relu', 'lrelu', etc.
-        lr_multiplier   = 0.01,     # Learning rate multiplier for the mapping layers.
-        w_avg_beta      = 0.998,    # Decay for tracking the moving average of W during training, None = do not track.
+        z_dim,                      # Width of z; 0 for none.
+        c_dim,                      # Width of the label c; 0 for none.
+        w_dim,                      # Width of w.
+        num_ws,                     # Copies of w to output; None: one w per sample, not broadcast.
+        num_layers      = 8,        # Fully connected layers.
+        embed_features  = None,     # Width of the embedded label; None: w_dim.
+        layer_features  = None,     # Width of the hidden layers; None: w_dim.
+        activation      = 'lrelu',  # Activation of every layer.
+        lr_multiplier   = 0.01,     # Learning rate of the layers relative to the rest of G.
+        w_avg_beta      = 0.998,    # Decay of the running average of w (the truncation centre); None: not kept.
     ):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.num_ws = num_ws
-        self.num_layers = num_layers
-        self.w_avg_beta = w_avg_beta
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.num_ws, self.num_layers, self.w_avg_beta = num_ws, num_layers, w_avg_beta
 
-        if embed_features is None:
-            embed_features = w_dim
-        if c_dim == 0:
-            embed_features = 0
-        if layer_features is None:
-            layer_features = w_dim
-        features_list = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
-
+        label_width = 0 if c_dim == 0 else (w_dim if embed_features is None else embed_features)
+        hidden_width = w_dim if layer_features is None else layer_features
+        widths = [z_dim + label_width] + [hidden_width] * (num_layers - 1) + [w_dim]
         if c_dim > 0:
-            self.embed = FullyConnectedLayer(c_dim, embed_features)
+            self.embed = FullyConnectedLayer(c_dim, label_width)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features_list[idx], features_list[idx + 1],
-                                        activation=activation, lr_multiplier=lr_multiplier)
-            setattr(self, f'fc{idx}', layer)
-
+            setattr(self, f'fc{idx}', FullyConnectedLayer(widths[idx], widths[idx + 1], activation=activation,
+                                                          lr_multiplier=lr_multiplier))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer('w_avg', torch.zeros([w_dim]))
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         """Maps z (and the label c) to W, broadcast to [N, num_ws, w_dim] unless num_ws is None.
 
-        `update_emas=True` moves w_avg towards the batch mean (the training loop asks for it in the D
-        phase, as for the other generators of this project). Truncation pulls the first
-        `truncation_cutoff` ws (all when None) towards w_avg: w_avg + truncation_psi * (w - w_avg).
+        Truncation pulls the first `truncation_cutoff` ws (all when None) towards w_avg:
+        w_avg + truncation_psi * (w - w_avg).
         """
-        x = None
         with torch.autograd.profiler.record_function('input'):
+            inputs = []  # Each normalised on its own, then side by side.
             if self.z_dim > 0:
                 misc.assert_shape(z, [None, self.z_dim])
-                x = normalize_2nd_moment(z.to(torch.float32))
+                inputs.append(normalize_2nd_moment(z.to(torch.float32)))
             if self.c_dim > 0:
                 misc.assert_shape(c, [None, self.c_dim])
-                y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
-                x = torch.cat([x, y], dim=1) if x is not None else y
-
+                inputs.append(normalize_2nd_moment(self.embed(c.to(torch.float32))))
+            w = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)
         for idx in range(self.num_layers):
-            x = getattr(self, f'fc{idx}')(x)
+            w = getattr(self, f'fc{idx}')(w)
 
         if update_emas and self.w_avg_beta is not None:
-            with torch.autograd.profiler.record_function('update_w_avg'):
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self._follow_w_avg(w.detach())
+        ws = w if self.num_ws is None else w.unsqueeze(1).repeat([1, self.num_ws, 1])  # One copy per layer.
+        return ws if truncation_psi == 1 else self._truncate(ws, truncation_psi, truncation_cutoff)
 
-        if self.num_ws is not None:
-            with torch.autograd.profiler.record_function('broadcast'):
-                x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+    def _follow_w_avg(self, w):
+        """Moves w_avg a step (1 - w_avg_beta) towards the batch's mean w."""
+        with torch.autograd.profiler.record_function('update_w_avg'):
+            self.w_avg.copy_(w.mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
-        if truncation_psi != 1:
-            with torch.autograd.profiler.record_function('truncate'):
-                assert self.w_avg_beta is not None, 'truncation needs the tracked w_avg (w_avg_beta is None)'
-                if self.num_ws is None or truncation_cutoff is None:
-                    x = self.w_avg.lerp(x, truncation_psi)
-                else:
-                    x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+    def _truncate(self, ws, psi, cutoff):
+        assert self.w_avg_beta is not None, 'truncation needs the tracked w_avg (w_avg_beta is None)'
+        with torch.autograd.profiler.record_function('truncate'):
+            if self.num_ws is None or cutoff is None:
+                return self.w_avg.lerp(ws, psi)
+            ws[:, :cutoff] = self.w_avg.lerp(ws[:, :cutoff], psi)
+            return ws
 
     def extra_repr(self):
-        return f'z_dim={self.z_dim:d}, c_dim={self.c_dim:d}, w_dim={self.w_dim:d}, num_ws={self.num_ws}'
+        return _describe(self, 'z_dim', 'c_dim', 'w_dim', 'num_ws')
+
 
 # ----------------------------------------------------------------------------
 # Synthesis layers.
@@ -253,41 +241,34 @@ def _check_weight_layout(channels_last):
 @persistence.persistent_class
 class SynthesisLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,                    # Number of input channels.
-        out_channels,                   # Number of output channels.
-        w_dim,                          # Intermediate latent (W) dimensionality.
-        activation      = 'lrelu',      # Activation function: 'relu', 'lrelu', etc.
-        fc_clamp        = None,         # Clamp the output of fully connected layers to +-X, None = disable clamping.
-        channels_last   = False,        # Channels-last weights; refused (2-D weights have no such layout).
+        in_channels,                    # Channels in.
+        out_channels,                   # Channels out.
+        w_dim,                          # Width of w, from which the styles come.
+        activation      = 'lrelu',      # Activation after the bias.
+        fc_clamp        = None,         # Outputs clamped to +-this; None: no clamping.
+        channels_last   = False,        # Refused: 2-D weights have no channels-last layout.
     ):
         _check_weight_layout(channels_last)
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
-        self.activation = activation
-        self.fc_clamp = fc_clamp
+        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
+        self.activation, self.fc_clamp = activation, fc_clamp
         self.act_gain = bias_act.activation_funcs[activation].def_gain
-
-        # Styles start at 1 (bias_init=1) so that the layer starts as an unmodulated, demodulated layer.
+        # Styles start at 1 (bias_init=1): at first the layer is a plain, demodulated one.
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x, w, noise_mode='random', gain=1):
         """[N, in_channels, ...] -> [N, out_channels, ...]; CREPS has no noise, `noise_mode` is only checked."""
-        assert noise_mode in ['random', 'const', 'none']
+        assert noise_mode in ('random', 'const', 'none')
         misc.assert_shape(x, [None, self.in_channels] + [None] * (x.ndim - 2))
-        styles = self.affine(w)
-        x = modulated_fc(x=x, weight=self.weight, styles=styles)
-        act_gain = self.act_gain * gain
-        act_clamp = self.fc_clamp * gain if self.fc_clamp is not None else None
-        return _bias_act_on_fresh(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        mixed = modulated_fc(x=x, weight=self.weight, styles=self.affine(w))
+        clamp = None if self.fc_clamp is None else self.fc_clamp * gain
+        return _bias_act_on_fresh(mixed, self.bias.to(mixed.dtype), act=self.activation, gain=self.act_gain * gain,
+                                  clamp=clamp)
 
     def extra_repr(self):
-        return ' '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d},',
-            f'w_dim={self.w_dim:d}, activation={self.activation:s}'])
+        return _describe(self, 'in_channels', 'out_channels', 'w_dim', 'activation')
 
 
 class SynthesisInput(torch.nn.Module):
@@ -302,18 +283,15 @@ class SynthesisInput(torch.nn.Module):
     """
 
     def __init__(self,
-        channels,           # Number of output channels.
-        w_dim,              # Intermediate latent (W) dimensionality.
-        resolution,         # Number of coordinates along each axis (the image resolution).
-        rank        = 8,    # Rank of the output bi-line.
-        bandwidth   = 10,   # Standard deviation of the Fourier feature frequencies.
+        channels,           # Channels of the bi-line it produces.
+        w_dim,              # Width of w, which sets the amplitudes.
+        resolution,         # Coordinates per axis (the image resolution).
+        rank        = 8,    # Rank of the bi-line.
+        bandwidth   = 10,   # Standard deviation of the random frequencies.
     ):
         super().__init__()
-        self.channels = channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.rank = rank
-        self.bandwidth = bandwidth
+        self.channels, self.w_dim, self.resolution = channels, w_dim, resolution
+        self.rank, self.bandwidth = rank, bandwidth
 
         # One frequency per (channel pair, rank slot); the same frequencies serve rows and columns.
         freqs = torch.randn([1, channels // 2 * rank]) * bandwidth
@@ -343,25 +321,21 @@ class SynthesisInput(torch.nn.Module):
         return x
 
     def extra_repr(self):
-        return ' '.join([
-            f'channels={self.channels:d}, w_dim={self.w_dim:d}, rank={self.rank}',
-            f'resolution={self.resolution:d}, bandwidth={self.bandwidth:0.2f}'])
+        return _describe(self, 'channels', 'w_dim', 'rank', 'resolution', 'bandwidth')
 
 
 @persistence.persistent_class
 class ToResLayer(torch.nn.Module):
     def __init__(self,
-        in_channels,                # Number of input channels.
-        out_channels,               # Number of output channels (bi-line channels, or image channels).
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        fc_clamp        = None,     # Clamp the output to +-X, None = disable clamping.
-        channels_last   = False,    # Channels-last weights; refused (2-D weights have no such layout).
+        in_channels,                # Feature channels in.
+        out_channels,               # Channels out: bi-line channels, or the image's.
+        w_dim,                      # Width of w, from which the styles come.
+        fc_clamp        = None,     # Outputs clamped to +-this; None: no clamping.
+        channels_last   = False,    # Refused: 2-D weights have no channels-last layout.
     ):
         _check_weight_layout(channels_last)
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.w_dim = w_dim
+        self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.fc_clamp = fc_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels]))
@@ -369,86 +343,77 @@ class ToResLayer(torch.nn.Module):
         self.weight_gain = 1 / np.sqrt(in_channels)
 
     def forward(self, x, w):
-        # Without demodulation the He gain has to be applied explicitly; folding it into the styles is cheapest.
-        styles = self.affine(w) * self.weight_gain
-        x = modulated_fc(x=x, weight=self.weight, styles=styles, demodulate=False)
-        return _bias_act_on_fresh(x, self.bias.to(x.dtype), clamp=self.fc_clamp)
+        # No demodulation here, so the He gain must be applied; on the styles it costs least.
+        mixed = modulated_fc(x=x, weight=self.weight, styles=self.affine(w) * self.weight_gain, demodulate=False)
+        return _bias_act_on_fresh(mixed, self.bias.to(mixed.dtype), clamp=self.fc_clamp)
 
     def extra_repr(self):
-        return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'
+        return _describe(self, 'in_channels', 'out_channels', 'w_dim')
 
 
 @persistence.persistent_class
 class SynthesisBlock(torch.nn.Module):
     def __init__(self,
-        in_channels,                        # Number of input channels, 1 = first block (Fourier input).
-        out_channels,                       # Number of output channels.
-        w_dim,                              # Intermediate latent (W) dimensionality.
-        resolution,                         # Number of coordinates per axis (the image resolution).
-        is_last,                            # Is this the last block?
-        res_channels        = None,         # Number of output channels of ToRes.
+        in_channels,                        # Channels from the previous block; 1 for the first (Fourier input).
+        out_channels,                       # Channels this block produces.
+        w_dim,                              # Width of each w.
+        resolution,                         # Coordinates per axis (the image resolution).
+        is_last,                            # The final block (which always has a ToRes).
+        res_channels        = None,         # Channels of the ToRes output.
         architecture        = 'skip',       # 'skip': every block has a ToRes; 'orig': only the last one.
-        fc_clamp            = 256,          # Clamp the output of fully connected layers to +-X, None = disable clamping.
-        use_fp16            = False,        # Use FP16 for this block (on CUDA)?
-        fp16_channels_last  = False,        # Channels-last weights with FP16; refused (2-D weights).
-        **layer_kwargs,                     # Arguments for SynthesisLayer.
+        fc_clamp            = 256,          # Layer outputs clamped to +-this; None: no clamping.
+        use_fp16            = False,        # Run the block in float16 (GPUs only).
+        fp16_channels_last  = False,        # Refused: 2-D weights have no channels-last layout.
+        **layer_kwargs,                     # Passed on to the SynthesisLayers.
     ):
-        assert architecture in ['orig', 'skip']
+        assert architecture in ('orig', 'skip')
         super().__init__()
-        self.in_channels = in_channels
-        self.w_dim = w_dim
-        self.resolution = resolution
-        self.res_channels = res_channels
-        self.is_last = is_last
-        # The first block runs as 'orig': it has a ToRes (built for 'skip'), but uses it only when it is last.
+        self.in_channels, self.w_dim, self.resolution = in_channels, w_dim, resolution
+        self.res_channels, self.is_last = res_channels, is_last
+        # The first block works as 'orig': it has a ToRes (built for 'skip') but uses it only when it is last.
         self.architecture = architecture if in_channels > 1 else 'orig'
         self.use_fp16 = use_fp16
         self.channels_last = (use_fp16 and fp16_channels_last)
-        self.num_fc = 0
-        self.num_tores = 0
 
-        common_kwargs = dict(w_dim=w_dim, fc_clamp=fc_clamp, channels_last=self.channels_last)
-        if in_channels == 1:
+        first = (in_channels == 1)
+        per_layer = dict(w_dim=w_dim, fc_clamp=fc_clamp, channels_last=self.channels_last)
+        if first:
             self.input = SynthesisInput(out_channels, w_dim=w_dim, resolution=resolution)
         else:
-            self.fc0 = SynthesisLayer(in_channels, out_channels, **common_kwargs, **layer_kwargs)
-            self.num_fc += 1
-        self.fc1 = SynthesisLayer(out_channels, out_channels, **common_kwargs, **layer_kwargs)
-        self.num_fc += 1
-
-        if is_last or architecture == 'skip':
-            self.tores = ToResLayer(out_channels, res_channels, **common_kwargs)
-            self.num_tores += 1
+            self.fc0 = SynthesisLayer(in_channels, out_channels, **per_layer, **layer_kwargs)
+        self.fc1 = SynthesisLayer(out_channels, out_channels, **per_layer, **layer_kwargs)
+        self.num_fc = 1 if first else 2
+        self.num_tores = 1 if (is_last or architecture == 'skip') else 0
+        if self.num_tores:
+            self.tores = ToResLayer(out_channels, res_channels, **per_layer)
 
     def forward(self, x, res, ws, force_fp32=False, update_emas=False, **layer_kwargs):
         """Returns (features, accumulated ToRes output in float32 or None).
 
         `ws`: [N, (first block) + num_fc + num_tores, w_dim]: the input's w, one per layer, one for ToRes.
         """
-        _ = update_emas  # The synthesis network tracks no statistics.
-        misc.assert_shape(ws, [None, (self.in_channels == 1) + self.num_fc + self.num_tores, self.w_dim])
-        w_iter = iter(ws.unbind(dim=1))
-        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'  # float16 is slow on the CPU.
-        dtype = torch.float16 if use_fp16 else torch.float32
+        _ = update_emas  # Nothing here keeps running statistics.
+        first = (self.in_channels == 1)
+        misc.assert_shape(ws, [None, int(first) + self.num_fc + self.num_tores, self.w_dim])
+        layer_ws = iter(ws.unbind(dim=1))
+        reduced = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'  # float16 is slow on the CPU.
+        dtype = torch.float16 if reduced else torch.float32
 
-        if self.in_channels == 1:
-            x = self.input(next(w_iter)).to(dtype)
+        if first:
+            x = self.input(next(layer_ws)).to(dtype)
         else:
             misc.assert_shape(x, [ws.shape[0], self.in_channels] + [None] * (x.ndim - 2))
-            x = x.to(dtype)
-            x = self.fc0(x, next(w_iter), **layer_kwargs)
-        x = self.fc1(x, next(w_iter), **layer_kwargs)
+            x = self.fc0(x.to(dtype), next(layer_ws), **layer_kwargs)
+        x = self.fc1(x, next(layer_ws), **layer_kwargs)
 
-        if self.is_last or self.architecture == 'skip':
-            y = self.tores(x, next(w_iter)).to(torch.float32)
-            res = res + y if res is not None else y
-
-        assert x.dtype == dtype
-        assert res is None or res.dtype == torch.float32
+        if self.is_last or self.architecture == 'skip':  # 'orig' first blocks skip their ToRes.
+            lines = self.tores(x, next(layer_ws)).to(torch.float32)
+            res = lines if res is None else res + lines
+        assert x.dtype == dtype and (res is None or res.dtype == torch.float32)
         return x, res
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return _describe(self, 'resolution', 'architecture')
 
 # ----------------------------------------------------------------------------
 # Synthesis network and generator.
@@ -472,40 +437,35 @@ def _decode(decoder, x):
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
     def __init__(self,
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        img_resolution,             # Output image resolution.
-        img_channels,               # Number of color channels.
-        biline_channels = 32,       # Number of channels of the bi-lines produced by ToRes.
-        channel_base    = 32768,    # Overall multiplier for the number of channels.
-        channel_max     = 512,      # Maximum number of channels in any layer.
-        num_fp16_res    = 0,        # Use FP16 (on CUDA) for the blocks of the N highest resolutions.
-        **block_kwargs,             # Arguments for SynthesisBlock.
+        w_dim,                      # Width of each w.
+        img_resolution,             # Side of the output image, a power of two of at least 4.
+        img_channels,               # Channels of the output image.
+        biline_channels = 32,       # Channels of the bi-lines the ToRes layers produce.
+        channel_base    = 32768,    # Blocks named after resolution r get channel_base / r channels...
+        channel_max     = 512,      # ...but no more than this.
+        num_fp16_res    = 0,        # How many of the highest-named blocks run in float16 (GPUs only).
+        **block_kwargs,             # Passed on to every SynthesisBlock.
     ):
-        assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0
+        log2 = int(np.log2(img_resolution))
+        assert 2 ** log2 == img_resolution >= 4, 'img_resolution is a power of two of at least 4'
         assert channel_base > 4 and channel_max > 1 and biline_channels > img_channels
         super().__init__()
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_resolution_log2 = int(np.log2(img_resolution))
-        self.img_channels = img_channels
-        self.biline_channels = biline_channels
-        self.num_fp16_res = num_fp16_res
-        self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        channels_dict = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        self.w_dim, self.img_channels = w_dim, img_channels
+        self.img_resolution, self.img_resolution_log2 = img_resolution, log2
+        self.biline_channels, self.num_fp16_res = biline_channels, num_fp16_res
+        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
+        width = lambda res: min(channel_base // res, channel_max)  # noqa: E731
+        lowest_fp16_res = max(2 ** (log2 + 1 - num_fp16_res), 8)
 
-        # The blocks are named after the resolution of StyleGAN2, but all of them sample img_resolution
-        # coordinates; the width schedule is StyleGAN2's. ws: the input's w, one per layer, and the
-        # last ToRes' (each other ToRes shares its w with the next block's first layer).
+        # The blocks carry StyleGAN2's resolution names and width schedule, but every one samples
+        # img_resolution coordinates. ws: one for the input, one per layer, and the last ToRes' (the other
+        # ToRes layers read the w of the next block's first layer).
         self.num_ws = 1
         for res in self.block_resolutions:
-            in_channels = channels_dict[res // 2] if res > 4 else 1
-            is_last = (res == self.img_resolution)
-            block = SynthesisBlock(in_channels, channels_dict[res], w_dim=w_dim, resolution=img_resolution,
-                res_channels=biline_channels, is_last=is_last, use_fp16=(res >= fp16_resolution), **block_kwargs)
-            self.num_ws += block.num_fc
-            if is_last:
-                self.num_ws += block.num_tores
+            block = SynthesisBlock(width(res // 2) if res > 4 else 1, width(res), w_dim=w_dim,
+                                   resolution=img_resolution, res_channels=biline_channels,
+                                   is_last=(res == img_resolution), use_fp16=(res >= lowest_fp16_res), **block_kwargs)
+            self.num_ws += block.num_fc + (block.num_tores if block.is_last else 0)
             setattr(self, f'b{res}', block)
 
         # One decoder per block after the first; the first bi-line product starts the sum, so the
@@ -523,15 +483,14 @@ class SynthesisNetwork(torch.nn.Module):
 
     def forward(self, ws, **block_kwargs):
         """ws: [N, num_ws, w_dim] -> image [N, img_channels, L, L] in float32 (L = img_resolution unless rendering_scale)."""
-        block_ws = []
+        blocks = [getattr(self, f'b{res}') for res in self.block_resolutions]
         with torch.autograd.profiler.record_function('split_ws'):
             misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
             ws = ws.to(torch.float32)
-            w_idx = 0
-            for res in self.block_resolutions:
-                block = getattr(self, f'b{res}')
-                block_ws.append(ws.narrow(1, w_idx, (res == 4) + block.num_fc + block.num_tores))
-                w_idx += block.num_fc
+            # The first block also reads the input's w, in front of its own.
+            counts = [int(res == 4) + block.num_fc + block.num_tores for res, block in zip(self.block_resolutions, blocks)]
+            starts = np.cumsum([0] + [block.num_fc for block in blocks])
+            block_ws = [ws.narrow(1, int(start), count) for start, count in zip(starts, counts)]
 
         # Line stage: the bi-line (the running sum of the ToRes outputs) after every block that has one.
         x = lines = None
@@ -570,29 +529,23 @@ class SynthesisNetwork(torch.nn.Module):
         return img
 
     def extra_repr(self):
-        return ' '.join([
-            f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d},',
-            f'img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d},',
-            f'num_fp16_res={self.num_fp16_res:d}'])
+        return _describe(self, 'w_dim', 'num_ws', 'img_resolution', 'img_channels', 'num_fp16_res')
 
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
     def __init__(self,
-        z_dim,                      # Input latent (Z) dimensionality.
-        c_dim,                      # Conditioning label (C) dimensionality.
-        w_dim,                      # Intermediate latent (W) dimensionality.
-        img_resolution,             # Output resolution.
-        img_channels,               # Number of output color channels.
-        mapping_kwargs      = {},   # Arguments for MappingNetwork.
-        **synthesis_kwargs,         # Arguments for SynthesisNetwork.
+        z_dim,                      # Width of the input latent z.
+        c_dim,                      # Width of the label c; 0 for unconditional networks.
+        w_dim,                      # Width of the intermediate latent w.
+        img_resolution,             # Side of the output image.
+        img_channels,               # Channels of the output image.
+        mapping_kwargs      = {},   # Passed on to the MappingNetwork.
+        **synthesis_kwargs,         # Passed on to the SynthesisNetwork.
     ):
         super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
                                           **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws

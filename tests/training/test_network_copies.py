@@ -34,8 +34,6 @@ DIFFERENCES = {
         'the official StyleGAN3 mapping network has no embed_features, layer_features or activation arguments',
     ('MappingNetwork.forward', 'networks_stylegan3'):
         'StyleGAN3 always broadcasts to num_ws and always tracks w_avg',
-    ('MappingNetwork.extra_repr', 'networks_stylegan3'):
-        'num_ws is never None in StyleGAN3, so it is formatted as an int',
 }
 
 
