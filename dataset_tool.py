@@ -2,7 +2,15 @@
 
 The dataset is a zip archive (DEST ending in .zip) or a folder holding uncompressed PNGs in numbered
 subfolders ('00000/img00000000.png', 1000 per subfolder) and dataset.json with the labels:
-{"labels": [["00000/img00000000.png", 6], ...]} or {"labels": null}.
+{"labels": [["00000/img00000000.png", 6], ...]} or {"labels": null}. A label may be a caption string, for
+text-to-image training: {"labels": [["00000/img00000000.png", "a red disc on grey"], ...]}.
+
+Captions come from a folder (or zip) whose images each have a same-named .txt file beside them (cat.png and
+cat.txt; UTF-8, line breaks become spaces), or from COCO: --source names the captions_*.json annotations and
+the images are read from --coco-images, by default the split's folder beside the annotations folder
+(annotations/captions_train2017.json -> train2017/). COCO gives one caption per image, drawn among the image's
+captions with a fixed seed (numpy RandomState(0)), so that reruns write identical datasets; images without a
+caption are left out.
 
 Examples:
 
@@ -13,6 +21,10 @@ python dataset_tool.py --source=~/downloads/photos --dest=~/datasets/photos-256x
     --transform=center-crop --resolution=256x256
 python dataset_tool.py --source=~/downloads/lsun/car_lmdb --dest=~/datasets/lsuncar-512x384.zip \\
     --transform=center-crop-wide --resolution=512x384
+python dataset_tool.py --source=~/downloads/captioned-photos --dest=~/datasets/captioned-256x256.zip \\
+    --transform=center-crop --resolution=256x256
+python dataset_tool.py --source=~/downloads/coco/annotations/captions_train2017.json \\
+    --dest=~/datasets/coco2017-256x256.zip --transform=center-crop --resolution=256x256
 """
 
 import collections
@@ -49,7 +61,7 @@ from training.image_files import CorruptImageError, UnsupportedImageError, decod
 class SourceImage:
     name:  str                          # Where the image comes from, for messages.
     read:  Callable[[], np.ndarray]     # Returns uint8 [H, W] or [H, W, C]; raises CorruptImageError.
-    label: Any = None                   # Class index, list of numbers, or None.
+    label: Any = None                   # Class index, list of numbers, caption str, or None.
 
 
 @dataclasses.dataclass
@@ -57,6 +69,7 @@ class Source:
     num_images: int                     # Images in the source (before --max-images).
     images:     Iterator[SourceImage]   # In a fixed order.
     has_labels: bool                    # Whether every image has a label.
+    num_uncaptioned: int = 0            # Images left out of a caption source for having no caption.
 
 
 def _check_source_labels(labels, fnames, json_name):
@@ -74,6 +87,8 @@ def _check_source_labels(labels, fnames, json_name):
             return 'class index'
         if isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in label):
             return f'vector of length {len(label)}'
+        if isinstance(label, str):
+            return 'caption'
         return None
 
     first_kind = None
@@ -83,7 +98,7 @@ def _check_source_labels(labels, fnames, json_name):
         label_kind = kind(labels[fname])
         if label_kind is None:
             raise click.ClickException(f"'{json_name}' gives image '{fname}' the label {json.dumps(labels[fname])}; "
-                f"a label must be a non-negative class index or a list of numbers")
+                f"a label must be a non-negative class index, a list of numbers or a caption string")
         first_kind = first_kind or (fname, label_kind)
         if label_kind != first_kind[1]:
             raise click.ClickException(f"'{json_name}' gives image '{fname}' a {label_kind} label but image "
@@ -112,6 +127,52 @@ def _image_source(fnames, read_bytes, display_name, labels):
     return Source(num_images=len(fnames), images=images, has_labels=labels is not None)
 
 
+def normalize_caption(text):
+    """A caption as stored: surrounding whitespace stripped, line breaks inside it turned into single spaces."""
+    lines = (line.strip() for line in text.splitlines())
+    return ' '.join(line for line in lines if line)
+
+
+def _caption_fname(image_fname):
+    return os.path.splitext(image_fname)[0] + '.txt'
+
+
+def _read_caption_file(read_bytes, fname, display):
+    try:
+        text = read_bytes(fname).decode('utf-8-sig') # -sig: a byte-order mark (Windows editors) is not text.
+    except (OSError, zipfile.BadZipFile) as err:
+        raise click.ClickException(f"cannot read caption file '{display}': {err}") from None
+    except UnicodeDecodeError as err:
+        raise click.ClickException(f"caption file '{display}' is not UTF-8 text (byte {err.start}: {err.reason}); "
+            f"save it as UTF-8") from None
+    caption = normalize_caption(text)
+    if not caption:
+        raise click.ClickException(f"caption file '{display}' is empty; write the image's caption in it or remove "
+            f"the image and its caption file")
+    return caption
+
+
+def _read_caption_files(fnames, all_fnames, read_bytes, display_name):
+    """{image fname: caption} from the .txt files beside the images, or None when no image has one. Once one
+    image has a caption, every image needs one: a caption dataset has no unlabelled images."""
+    caption_fnames = {fname: _caption_fname(fname) for fname in fnames}
+    if not any(caption_fname in all_fnames for caption_fname in caption_fnames.values()):
+        return None
+    for fname, caption_fname in caption_fnames.items():
+        if caption_fname not in all_fnames:
+            raise click.ClickException(f"image '{display_name(fname)}' has no caption file "
+                f"'{display_name(caption_fname)}' although other images have one; add it or remove the image")
+    return {fname: _read_caption_file(read_bytes, caption_fname, display_name(caption_fname))
+            for fname, caption_fname in caption_fnames.items()}
+
+
+def _read_labels_or_captions(all_fnames, fnames, read_bytes, display_name):
+    """dataset.json's labels when there is one, else the captions of .txt files, else None."""
+    if 'dataset.json' in all_fnames:
+        return _read_source_labels(lambda: read_bytes('dataset.json'), display_name('dataset.json'), fnames)
+    return _read_caption_files(fnames, all_fnames, read_bytes, display_name)
+
+
 @contextlib.contextmanager
 def open_image_folder(path):
     all_fnames = set()
@@ -124,10 +185,11 @@ def open_image_folder(path):
         with open(os.path.join(path, fname), 'rb') as f:
             return f.read()
 
-    labels = None
-    if 'dataset.json' in all_fnames:
-        labels = _read_source_labels(lambda: read_bytes('dataset.json'), os.path.join(path, 'dataset.json'), fnames)
-    yield _image_source(fnames, read_bytes, lambda fname: os.path.join(path, fname), labels)
+    def display_name(fname):
+        return os.path.join(path, fname)
+
+    labels = _read_labels_or_captions(all_fnames, fnames, read_bytes, display_name)
+    yield _image_source(fnames, read_bytes, display_name, labels)
 
 
 @contextlib.contextmanager
@@ -135,11 +197,12 @@ def open_image_zip(path):
     with zipfile.ZipFile(path) as archive:
         all_fnames = set(name for name in archive.namelist() if not name.endswith('/'))
         fnames = sorted(fname for fname in all_fnames if is_image_fname(fname))
-        labels = None
-        if 'dataset.json' in all_fnames:
-            labels = _read_source_labels(lambda: archive.read('dataset.json'), os.path.join(path, 'dataset.json'),
-                fnames)
-        yield _image_source(fnames, archive.read, lambda fname: os.path.join(path, fname), labels)
+
+        def display_name(fname):
+            return os.path.join(path, fname)
+
+        labels = _read_labels_or_captions(all_fnames, fnames, archive.read, display_name)
+        yield _image_source(fnames, archive.read, display_name, labels)
 
 
 def _read_idx_gz(path, expected_ndim):
@@ -239,8 +302,96 @@ def open_lmdb(path):
         yield Source(num_images=txn.stat()['entries'], images=images(), has_labels=False)
 
 
-def open_source(path):
+COCO_CAPTION_SEED = 0 # Seeds the RandomState that picks each COCO image's caption: reruns give the same dataset.
+
+
+def is_coco_captions(path):
+    name = os.path.basename(path)
+    return name.startswith('captions_') and name.endswith('.json')
+
+
+def default_coco_images(json_path):
+    """COCO's own layout: annotations/captions_val2014.json -> val2014/ beside the annotations folder."""
+    split = os.path.basename(json_path)[len('captions_'):-len('.json')]
+    return os.path.normpath(os.path.join(os.path.dirname(json_path), os.pardir, split))
+
+
+def _coco_file_name(image):
+    file_name = image['file_name']
+    if not isinstance(file_name, str):
+        raise TypeError(f'file_name {json.dumps(file_name)} is not a string')
+    return file_name
+
+
+def _read_coco_json(json_path):
+    """(images sorted by file name, {image id: [captions in file order]}) of a COCO captions file."""
+    try:
+        with open(json_path, 'rb') as f:
+            data = json.load(f)
+        images = sorted(({'id': image['id'], 'file_name': _coco_file_name(image)} for image in data['images']),
+            key=lambda image: image['file_name'])
+        captions = collections.defaultdict(list)
+        for annotation in data['annotations']:
+            caption = normalize_caption(annotation['caption'])
+            if caption: # A blank caption says nothing: as if absent.
+                captions[annotation['image_id']].append(caption)
+    except OSError as err:
+        raise click.ClickException(f"cannot read '{json_path}': {err}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise click.ClickException(f"'{json_path}' is not a COCO captions file: expected {{\"images\": [{{\"id\", "
+            f"\"file_name\"}}, ...], \"annotations\": [{{\"image_id\", \"caption\"}}, ...]}} "
+            f"({type(err).__name__}: {err})") from None
+    return images, captions
+
+
+def _choose_coco_captions(images, captions):
+    """[(file name, caption)] for the images that have a caption: one of theirs, drawn with a fixed seed."""
+    rng = np.random.RandomState(COCO_CAPTION_SEED)
+    return [(image['file_name'], choices[rng.randint(len(choices))]) for image in images
+            if (choices := captions.get(image['id']))]
+
+
+def _read_rgb(data, name):
+    """COCO mixes a few grayscale photos among colour ones; a dataset needs one channel count, so all become RGB."""
+    image = decode_image(data, name)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, np.newaxis], 3, axis=2)
+    return image
+
+
+@contextlib.contextmanager
+def open_coco_captions(json_path, image_dir=None):
+    """COCO images with one caption each (see the module docstring); images are read from image_dir."""
+    image_dir = default_coco_images(json_path) if image_dir is None else image_dir
+    if not os.path.isdir(image_dir):
+        raise click.ClickException(f"COCO image folder '{image_dir}' does not exist; unpack the images of "
+            f"'{os.path.basename(json_path)}' there or give their folder with --coco-images=DIR")
+    images, captions = _read_coco_json(json_path)
+    chosen = _choose_coco_captions(images, captions)
+    for fname, _caption in chosen:
+        if not os.path.isfile(os.path.join(image_dir, fname)):
+            raise click.ClickException(f"image '{os.path.join(image_dir, fname)}' listed in '{json_path}' does not "
+                f"exist; check that --coco-images names the folder of this split's images")
+
+    def read(fname):
+        name = os.path.join(image_dir, fname)
+        try:
+            with open(name, 'rb') as f:
+                data = f.read()
+        except OSError as err:
+            raise CorruptImageError(f"cannot read image '{name}': {err}") from None
+        return _read_rgb(data, name)
+
+    yield Source(num_images=len(chosen), has_labels=True, num_uncaptioned=len(images) - len(chosen), images=(
+        SourceImage(name=os.path.join(image_dir, fname), read=lambda fname=fname: read(fname), label=caption)
+        for fname, caption in chosen))
+
+
+def open_source(path, coco_images=None):
     """Picks the reader from what `path` is."""
+    if coco_images is not None and not is_coco_captions(path):
+        raise click.ClickException(f"--coco-images applies only to a COCO captions_*.json --source, not "
+            f"'{path}'")
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, 'data.mdb')):
             return open_lmdb(path)
@@ -250,12 +401,14 @@ def open_source(path):
     if os.path.isfile(path):
         if os.path.basename(path).endswith('-images-idx3-ubyte.gz'):
             return open_mnist(path)
+        if is_coco_captions(path):
+            return open_coco_captions(path, coco_images)
         if zipfile.is_zipfile(path):
             return open_image_zip(path)
         if tarfile.is_tarfile(path):
             return open_cifar10(path)
-        raise click.ClickException(f"--source '{path}' is not a folder, a zip archive, a CIFAR-10 .tar.gz or an "
-                                   f"MNIST *-images-idx3-ubyte.gz")
+        raise click.ClickException(f"--source '{path}' is not a folder, a zip archive, a CIFAR-10 .tar.gz, an "
+                                   f"MNIST *-images-idx3-ubyte.gz or a COCO captions_*.json")
     raise click.ClickException(f"--source '{path}' does not exist")
 
 # ----------------------------------------------------------------------------
@@ -451,7 +604,8 @@ def _encode_png(image):
     return buffer.getvalue()
 
 
-def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, skip_corrupt=False):
+def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, skip_corrupt=False,
+                    coco_images=None):
     """Writes the images of `source` to `dest` (see the module docstring); refuses with click.ClickException."""
     if transform is not None and resolution is None:
         raise click.ClickException(f'--transform={transform} needs --resolution=WxH')
@@ -469,7 +623,7 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
     _check_destination(dest)
     apply_transform = make_transform(transform, resolution)
 
-    with open_source(source) as src:
+    with open_source(source, coco_images) as src:
         num_wanted = src.num_images if max_images is None else min(src.num_images, max_images)
         if num_wanted == 0:
             raise click.ClickException(f"--source '{source}' contains no images")
@@ -562,7 +716,7 @@ def _convert_images(src, destination, num_wanted, apply_transform, have_resoluti
     metadata = {'labels': labels if src.has_labels else None}
     destination.write('dataset.json', json.dumps(metadata).encode('utf-8'))
     return dict(num_images=len(labels), image=_describe(first[1]), num_corrupt=num_corrupt,
-        num_too_small=num_too_small)
+        num_too_small=num_too_small, num_uncaptioned=src.num_uncaptioned)
 
 # ----------------------------------------------------------------------------
 
@@ -591,8 +745,9 @@ class _ResolutionType(click.ParamType):
 
 
 @click.command(help=__doc__)
-@click.option('--source',       help='Image folder or zip, MNIST train-images-idx3-ubyte.gz (or its folder), '
-                                'cifar-10-python.tar.gz, or LSUN LMDB folder',
+@click.option('--source',       help='Image folder or zip (labels from dataset.json, or captions from a .txt file '
+                                'beside each image), MNIST train-images-idx3-ubyte.gz (or its folder), '
+                                'cifar-10-python.tar.gz, LSUN LMDB folder, or COCO annotations/captions_*.json',
                                 metavar='PATH', required=True)
 @click.option('--dest',         help='Output zip archive (*.zip) or folder', metavar='PATH', required=True)
 @click.option('--max-images',   help='Read at most this many source images', type=click.IntRange(min=1), metavar='INT')
@@ -601,16 +756,21 @@ class _ResolutionType(click.ParamType):
                                 type=click.Choice(['center-crop', 'center-crop-wide', 'center-crop-wide-keep-aspect']))
 @click.option('--resolution',   help='Output image size (resize with Lanczos)', type=_ResolutionType(), metavar='WxH')
 @click.option('--skip-corrupt', help='Skip unreadable images (each is reported) instead of stopping', is_flag=True)
-def main(source, dest, max_images, transform, resolution, skip_corrupt):
+@click.option('--coco-images',  help='Folder of the COCO images of a captions_*.json --source  [default: the '
+                                'split\'s folder beside the annotations folder]', metavar='DIR')
+def main(source, dest, max_images, transform, resolution, skip_corrupt, coco_images):
     source = os.path.expanduser(source)
     dest = os.path.normpath(os.path.expanduser(dest))
+    coco_images = None if coco_images is None else os.path.expanduser(coco_images)
     stats = convert_dataset(source=source, dest=dest, max_images=max_images, transform=transform,
-        resolution=resolution, skip_corrupt=skip_corrupt)
+        resolution=resolution, skip_corrupt=skip_corrupt, coco_images=coco_images)
     notes = []
     if stats['num_corrupt']:
         notes.append(f"skipped {stats['num_corrupt']} corrupt")
     if stats['num_too_small']:
         notes.append(f"left out {stats['num_too_small']} smaller than {resolution[0]}x{resolution[1]}")
+    if stats['num_uncaptioned']:
+        notes.append(f"skipped {stats['num_uncaptioned']} without a caption")
     notes = f" ({', '.join(notes)})" if notes else ''
     click.echo(f"Wrote {stats['num_images']} {stats['image']} images to '{dest}'{notes}")
 

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import tarfile
 import zipfile
 
@@ -35,6 +36,34 @@ def _image_folder(path, images, labels=None):
         with open(os.path.join(path, 'dataset.json'), 'w') as f:
             json.dump({'labels': [[fname, label] for fname, label in labels.items()]}, f)
     return str(path)
+
+
+def _caption_folder(path, images, captions):
+    """_image_folder plus a .txt caption file beside each image named in captions ({image fname: text})."""
+    _image_folder(path, images)
+    for fname, text in captions.items():
+        with open(os.path.join(path, os.path.splitext(fname)[0] + '.txt'), 'w', encoding='utf-8') as f:
+            f.write(text)
+    return str(path)
+
+
+def _fake_coco(root, images, captions, split='train2017'):
+    """COCO layout: root/annotations/captions_SPLIT.json and the images in root/SPLIT. images: {file name: array},
+    listed in the json in the given order; captions: [(file name, caption)], in annotation order."""
+    _image_folder(os.path.join(root, split), images)
+    ids = {fname: 100 + 7 * idx for idx, fname in enumerate(images)}
+    data = {
+        'info': {'description': 'fake COCO'},
+        'images': [{'id': ids[fname], 'file_name': fname, 'width': image.shape[1], 'height': image.shape[0]}
+                   for fname, image in images.items()],
+        'annotations': [{'id': idx, 'image_id': ids[fname], 'caption': caption}
+                        for idx, (fname, caption) in enumerate(captions)],
+    }
+    os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
+    json_path = os.path.join(root, 'annotations', f'captions_{split}.json')
+    with open(json_path, 'w') as f:
+        json.dump(data, f)
+    return json_path
 
 
 def _idx_bytes(array):
@@ -224,6 +253,86 @@ def test_lmdb_without_the_package(tmp_path):
     result = run_python(['-c', code, '--source', str(tmp_path / 'lsun_lmdb'), '--dest', str(tmp_path / 'out.zip')])
     _assert_refused(result, r'pip install lmdb', tmp_path / 'out.zip')
 
+def test_caption_files_become_labels_that_training_reads(tmp_path):
+    images = {'b/dog.png': _random_image(8, seed=1), 'a/cat.png': _random_image(8, seed=2),
+              'a/cow.png': _random_image(8, seed=3)}
+    captions = {'b/dog.png': 'a dog\n on the grass \n', 'a/cat.png': '  a cat  ', 'a/cow.png': '\ufeffune vache, café'}
+    source = _caption_folder(tmp_path / 'src', images, captions)
+    (tmp_path / 'src' / 'notes.txt').write_text('beside no image: ignored')
+    result = _run_tool('--source', source, '--dest', tmp_path / 'out.zip')
+    assert result.returncode == 0, result.stderr
+
+    order = ['a/cat.png', 'a/cow.png', 'b/dog.png']  # Sorted path order.
+    expected = ['a cat', 'une vache, café', 'a dog on the grass']
+    written, labels = _read_dataset(tmp_path / 'out.zip')
+    assert labels == [[fname, caption] for fname, caption in zip(_expected_fnames(3), expected)]
+    dataset = ImageFolderDataset(str(tmp_path / 'out.zip'), use_labels=True)
+    assert dataset.has_captions and dataset.label_dim == 0
+    for idx, (fname, caption) in enumerate(zip(order, expected)):
+        image, label = dataset[idx]
+        assert label == caption
+        np.testing.assert_array_equal(image, images[fname].transpose(2, 0, 1))
+
+
+def test_dataset_json_wins_over_caption_files(tmp_path):
+    images = {'a.png': _random_image(8), 'b.png': _random_image(8, seed=1)}
+    source = _image_folder(tmp_path / 'src', images, labels={'a.png': 'from json a', 'b.png': 'from json b'})
+    (tmp_path / 'src' / 'a.txt').write_text('from a file')
+    result = _run_tool('--source', source, '--dest', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr
+    assert _read_dataset(tmp_path / 'out')[1] == [[fname, f'from json {name}']
+                                                  for fname, name in zip(_expected_fnames(2), 'ab')]
+
+
+COCO_IMAGES = {'c.png': _random_image((12, 8), seed=3), 'a.png': _random_image((8, 16), seed=1),
+               'b.png': _random_image(8, channels=1, seed=2)}
+COCO_CAPTIONS = [('a.png', 'A cat on a mat. '), ('c.png', 'Three\nbirds.'), ('a.png', 'A mat under a cat.')]
+
+
+def test_coco_captions(tmp_path):
+    json_path = _fake_coco(tmp_path / 'coco', COCO_IMAGES, COCO_CAPTIONS)
+    args = ['--source', json_path, '--transform=center-crop', '--resolution=8x8']
+    result = _run_tool(*args, '--dest', tmp_path / 'out.zip')
+    assert result.returncode == 0, result.stderr
+    assert "Wrote 2 8x8 RGB images" in result.stdout and 'skipped 1 without a caption' in result.stdout
+
+    # Images in file-name order; b.png has no caption. a.png's caption is drawn as the docstring says.
+    a_captions = ['A cat on a mat.', 'A mat under a cat.']
+    a_caption = a_captions[np.random.RandomState(0).randint(2)]
+    written, labels = _read_dataset(tmp_path / 'out.zip')
+    assert labels == [[_expected_fnames(2)[0], a_caption], [_expected_fnames(2)[1], 'Three birds.']]
+    np.testing.assert_array_equal(written['00000/img00000000.png'], COCO_IMAGES['a.png'][4:12, :])  # 8 wide, 16 high.
+    np.testing.assert_array_equal(written['00000/img00000001.png'], COCO_IMAGES['c.png'][:, 2:10])  # 12 wide, 8 high.
+
+    # Reruns write the same dataset; --coco-images reads the images from elsewhere.
+    os.rename(tmp_path / 'coco' / 'train2017', tmp_path / 'elsewhere')
+    result = _run_tool(*args, '--dest', tmp_path / 'again', '--coco-images', tmp_path / 'elsewhere')
+    assert result.returncode == 0, result.stderr
+    again, again_labels = _read_dataset(tmp_path / 'again')
+    assert again_labels == labels
+    for fname in written:
+        np.testing.assert_array_equal(again[fname], written[fname])
+    dataset = ImageFolderDataset(str(tmp_path / 'again'), use_labels=True)
+    assert [dataset.get_label(idx) for idx in range(len(dataset))] == [a_caption, 'Three birds.']
+
+
+def test_coco_caption_choice_is_seeded_and_not_always_the_first():
+    import dataset_tool  # The choice alone, in this process: the end-to-end test above has too few images to show it.
+    images = [{'id': idx, 'file_name': f'{idx}.png'} for idx in range(6)]
+    captions = {idx: ['first', 'second'] for idx in range(6)}
+    chosen = [caption for _fname, caption in dataset_tool._choose_coco_captions(images, captions)]
+    assert chosen == ['first', 'second', 'second', 'first', 'second', 'second']  # RandomState(0).randint(2) draws.
+
+
+def test_coco_grayscale_images_become_rgb(tmp_path):
+    images = {'a.png': _random_image(8), 'b.png': _random_image(8, channels=1, seed=2)}
+    json_path = _fake_coco(tmp_path / 'coco', images, [('a.png', 'colour'), ('b.png', 'grey')], split='val2014')
+    result = _run_tool('--source', json_path, '--dest', tmp_path / 'out.zip')
+    assert result.returncode == 0, result.stderr
+    written, labels = _read_dataset(tmp_path / 'out.zip')
+    assert [caption for _fname, caption in labels] == ['colour', 'grey']
+    np.testing.assert_array_equal(written['00000/img00000001.png'], np.stack([images['b.png']] * 3, axis=2))
+
 # ----------------------------------------------------------------------------
 # Transforms.
 
@@ -340,6 +449,48 @@ def _missing_label(path):
     return _image_folder(path, {'a.png': _random_image(8), 'b.png': _random_image(8)}, labels={'a.png': 1})
 
 
+def _captions_and_numbers(path):
+    return _image_folder(path, {'a.png': _random_image(8), 'b.png': _random_image(8)},
+        labels={'a.png': 'a cat', 'b.png': 1})
+
+
+def _missing_caption(path):
+    return _caption_folder(path, {'a.png': _random_image(8), 'b.png': _random_image(8), 'c.png': _random_image(8)},
+        captions={'a.png': 'a cat', 'c.png': 'a dog'})
+
+
+def _empty_caption(path):
+    return _caption_folder(path, {'a.png': _random_image(8), 'b.png': _random_image(8)},
+        captions={'a.png': 'a cat', 'b.png': ' \n\t\n'})
+
+
+def _caption_not_utf8(path):
+    source = _caption_folder(path, {'a.png': _random_image(8)}, captions={'a.png': 'placeholder'})
+    (path / 'a.txt').write_bytes('un café'.encode('latin-1'))
+    return source
+
+
+def _coco_without_images(path):
+    json_path = _fake_coco(path, {'a.png': _random_image(8)}, [('a.png', 'a cat')])
+    shutil.rmtree(os.path.join(path, 'train2017'))
+    return json_path
+
+
+def _coco_missing_an_image(path):
+    json_path = _fake_coco(path, {'a.png': _random_image(8), 'b.png': _random_image(8)},
+        [('a.png', 'a cat'), ('b.png', 'a dog')])
+    os.remove(os.path.join(path, 'train2017', 'b.png'))
+    return json_path
+
+
+def _coco_not_coco(path):
+    os.makedirs(path)
+    with open(os.path.join(path, 'captions_train2017.json'), 'w') as f:
+        json.dump({'annotations': []}, f)
+    os.makedirs(os.path.join(os.path.dirname(path), 'train2017'))
+    return os.path.join(path, 'captions_train2017.json')
+
+
 @pytest.mark.parametrize('make_source, args, dest_name, pattern', [
     # Refused at the third image, after two were written: to a zip and to a folder.
     (_mixed_sizes, [], 'out.zip', r"image '.*c\.png' is 16x16 RGB but image '.*a\.png' is 8x8 RGB; .*--resolution"),
@@ -352,6 +503,17 @@ def _missing_label(path):
     (_single(8), ['--transform=center-crop'], 'out.zip', r'--transform=center-crop needs --resolution'),
     (_rgba, [], 'out.zip', r"image '.*a\.png' has 4 channels"),
     (_missing_label, [], 'out.zip', r"'.*dataset\.json' has no label for image 'b\.png'"),
+    (_captions_and_numbers, [], 'out.zip', r"gives image 'b\.png' a class index label but image 'a\.png' a caption"),
+    (_missing_caption, [], 'out.zip', r"image '.*b\.png' has no caption file '.*b\.txt' although other images "
+        r"have one; add it or remove the image$"),
+    (_empty_caption, [], 'out', r"caption file '.*b\.txt' is empty"),
+    (_caption_not_utf8, [], 'out.zip', r"caption file '.*a\.txt' is not UTF-8 text \(byte 6: .*\); save it as UTF-8"),
+    (_coco_without_images, [], 'out.zip', r"COCO image folder '.*train2017' does not exist; .*--coco-images=DIR"),
+    (_coco_without_images, ['--coco-images=/no/such/dir'], 'out.zip', r"COCO image folder '/no/such/dir' does not"),
+    (_coco_missing_an_image, [], 'out.zip', r"image '.*train2017/b\.png' listed in '.*captions_train2017\.json' "
+        r"does not exist"),
+    (_coco_not_coco, [], 'out.zip', r"'.*captions_train2017\.json' is not a COCO captions file: .*KeyError: 'images'"),
+    (_single(8), ['--coco-images=.'], 'out.zip', r'--coco-images applies only to a COCO captions_\*\.json --source'),
 ])
 def test_refusals(tmp_path, make_source, args, dest_name, pattern):
     source = make_source(tmp_path / 'src')

@@ -1,9 +1,11 @@
 """Image datasets for training and evaluation: a folder or a zip archive of images, with optional labels.
 
 Images are returned as uint8 numpy arrays [C, H, W] and labels as float32 numpy arrays; integer class labels
-are turned into one-hot vectors. The on-disk layout is the one written by dataset_tool.py: image files
-anywhere in the folder or archive, plus an optional `dataset.json` at its root holding
-`{"labels": [[relative/path.png, label], ...]}` or `{"labels": null}`.
+are turned into one-hot vectors. A label may instead be a caption string (text-to-image datasets): the item's
+label is then that str, and the dataset has no label vectors (`has_labels` False, `has_captions` True).
+The on-disk layout is the one written by dataset_tool.py: image files anywhere in the folder or archive,
+plus an optional `dataset.json` at its root holding `{"labels": [[relative/path.png, label], ...]}` or
+`{"labels": null}`.
 """
 
 import abc
@@ -12,6 +14,7 @@ import os
 import zipfile
 
 import numpy as np
+import PIL.Image
 import torch
 
 import dnnlib
@@ -36,6 +39,19 @@ def _chosen_images(num_images, max_size, seed):
         return numbers
     np.random.RandomState(seed).shuffle(numbers)
     return np.sort(numbers[:max_size])
+
+
+def _is_caption_array(labels):
+    return labels.dtype == object
+
+
+def resize_lanczos(image, size):
+    """uint8 [C, H, W] -> [C, size, size], each channel resized by PIL with Lanczos. Channel by channel gives
+    the same pixels as PIL's RGB resize, and keeps an alpha channel plain data (PIL would premultiply it)."""
+    if image.shape[1] == size and image.shape[2] == size:
+        return image
+    return np.stack([np.asarray(PIL.Image.fromarray(channel).resize((size, size), PIL.Image.Resampling.LANCZOS))
+                     for channel in image])
 
 # ----------------------------------------------------------------------------
 
@@ -74,9 +90,11 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
             if raw_labels is None:
                 raw_labels = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
             assert isinstance(raw_labels, np.ndarray) and raw_labels.shape[0] == self._raw_shape[0]
-            assert raw_labels.dtype in (np.float32, np.int64)
+            assert raw_labels.dtype in (np.float32, np.int64, object)
             if raw_labels.dtype == np.int64:
                 assert raw_labels.ndim == 1 and np.all(raw_labels >= 0)
+            if _is_caption_array(raw_labels):
+                assert raw_labels.ndim == 1 and all(isinstance(caption, str) for caption in raw_labels)
             self._raw_labels = raw_labels
         return self._raw_labels
 
@@ -88,7 +106,8 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def _load_raw_labels(self):
-        """Returns int64 class indices [N], float32 label vectors [N, D], or None when the dataset has no labels."""
+        """Returns int64 class indices [N], float32 label vectors [N, D], an object array of caption strs [N], or
+        None when the dataset has no labels."""
 
     def __getstate__(self):
         return dict(self.__dict__)
@@ -118,8 +137,10 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
         return image.copy(order="C"), self.get_label(idx)
 
     def get_label(self, idx):
-        """The label of item idx as float32 (one-hot for class labels)."""
+        """The label of item idx as float32 (one-hot for class labels), or its caption str."""
         stored = self._get_raw_labels()[self._raw_idx[idx]]
+        if self.has_captions:
+            return str(stored)
         if stored.dtype != np.int64:
             return np.array(stored)
         one_hot = np.zeros(self.label_shape, dtype=np.float32)
@@ -127,10 +148,12 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
         return one_hot
 
     def get_details(self, idx):
-        """Where item idx comes from: raw_idx (image number), xflip (mirrored?) and raw_label (as stored)."""
+        """Where item idx comes from: raw_idx (image number), xflip (mirrored?) and raw_label (as stored: an
+        array, or the caption str)."""
         raw_idx = int(self._raw_idx[idx])
-        return dnnlib.EasyDict(raw_idx=raw_idx, xflip=bool(self._xflip[idx]),
-                               raw_label=np.array(self._get_raw_labels()[raw_idx]))
+        stored = self._get_raw_labels()[raw_idx]
+        raw_label = str(stored) if self.has_captions else np.array(stored)
+        return dnnlib.EasyDict(raw_idx=raw_idx, xflip=bool(self._xflip[idx]), raw_label=raw_label)
 
     @property
     def image_shape(self):
@@ -151,10 +174,13 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
 
     @property
     def label_shape(self):
-        """[D] for label vectors; [number of classes] (the largest index + 1) for class indices."""
+        """[D] for label vectors; [number of classes] (the largest index + 1) for class indices; [0] for captions,
+        so that code treating labels as vectors sees none."""
         if self._label_shape is None:
             stored = self._get_raw_labels()
-            if stored.dtype == np.int64:
+            if _is_caption_array(stored):
+                self._label_shape = [0]
+            elif stored.dtype == np.int64:
                 self._label_shape = [int(stored.max()) + 1] if stored.size else [0]
             else:
                 self._label_shape = list(stored.shape[1:])
@@ -173,6 +199,11 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
     def has_onehot_labels(self):
         return self._get_raw_labels().dtype == np.int64
 
+    @property
+    def has_captions(self):
+        """Whether every item's label is a caption str (only with use_labels=True)."""
+        return _is_caption_array(self._get_raw_labels())
+
 # ----------------------------------------------------------------------------
 
 
@@ -180,11 +211,14 @@ class ImageFolderDataset(Dataset):
     """Images (PNG, JPEG, WebP, ...) in a folder or a zip archive, searched recursively, in sorted path order."""
 
     def __init__(self,
-        path,                   # Path to a folder or a zip archive.
-        resolution      = None, # Required image resolution; None = whatever the images have.
-        **super_kwargs,         # Arguments of Dataset other than name and raw_shape.
+        path,                       # Path to a folder or a zip archive.
+        resolution          = None, # Required image resolution (after any resize); None = whatever is delivered.
+        resize_resolution   = None, # Resize every image on the fly to this size with Lanczos, so one high-resolution
+                                    # dataset serves every training stage; None = as stored.
+        **super_kwargs,             # Arguments of Dataset other than name and raw_shape.
     ):
         self._path = path
+        self._resize_resolution = _checked_resize_resolution(resize_resolution)
         self._zipfile = None
         self._zipfile_pid = None # The process that opened _zipfile: a forked worker must not share its file offset.
 
@@ -207,17 +241,29 @@ class ImageFolderDataset(Dataset):
             raise DatasetError(f"dataset '{path}' contains no image files")
 
         name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-        first_image = self._read_image(0)
-        channels, height, width = first_image.shape
-        first_fname = self._display_name(self._image_fnames[0])
-        if width != height or not is_power_of_two(width):
-            raise DatasetError(f"image '{first_fname}' is {width}x{height}; training images must be square with a "
-                f"power-of-two size (convert the images with dataset_tool.py --resolution)")
-        if resolution is not None and width != resolution:
-            raise DatasetError(f"image '{first_fname}' is {width}x{height} but resolution={resolution} was requested")
-        raw_shape = [len(self._image_fnames), channels, height, width]
+        self._stored_shape = self._check_first_image()
+        channels, stored_size, _width = self._stored_shape
+        size = self._resize_resolution or stored_size
+        if resolution is not None and size != resolution:
+            first_fname = self._display_name(self._image_fnames[0])
+            delivered = (f"images are resized to {size}x{size} (resize_resolution)" if self._resize_resolution else
+                f"image '{first_fname}' is {size}x{size}")
+            raise DatasetError(f"{delivered} but resolution={resolution} was requested")
+        raw_shape = [len(self._image_fnames), channels, size, size]
         super().__init__(name=name, raw_shape=raw_shape, **super_kwargs)
         self.close()
+
+    def _check_first_image(self):
+        """[C, H, W] of the first image as stored; refuses a size training cannot use."""
+        channels, height, width = self._read_image(0).shape
+        first_fname = self._display_name(self._image_fnames[0])
+        if width != height:
+            raise DatasetError(f"image '{first_fname}' is {width}x{height}; training images must be square "
+                f"(convert the images with dataset_tool.py --resolution)")
+        if self._resize_resolution is None and not is_power_of_two(width):
+            raise DatasetError(f"image '{first_fname}' is {width}x{height}; training images must be square with a "
+                f"power-of-two size (convert the images with dataset_tool.py --resolution, or pass resize_resolution)")
+        return [channels, height, width]
 
     @staticmethod
     def _list_folder(path):
@@ -282,7 +328,8 @@ class ImageFolderDataset(Dataset):
     def check_image_sizes(self, progress=None):
         """Reads the header of every image (not its pixels) and refuses a dataset whose images differ in size or
         channel count, naming the first that differs; `progress(done, total)` is called along the way."""
-        expected = (self.image_shape[2], self.image_shape[1])
+        channels, height, width = self._stored_shape
+        expected = (width, height)
         for idx, fname in enumerate(self._image_fnames):
             display = self._display_name(fname)
             try:
@@ -294,19 +341,21 @@ class ImageFolderDataset(Dataset):
             if size != expected:
                 raise DatasetError(f"image '{display}' is {size[0]}x{size[1]} but the first image is "
                     f"{expected[0]}x{expected[1]}; all images must have the same size (convert them with dataset_tool.py)")
-            if channel_count(mode) != self.image_shape[0]:
+            if channel_count(mode) != channels:
                 raise DatasetError(f"image '{display}' has {channel_count(mode)} channel(s) but the first image "
-                    f"{self.image_shape[0]}; all images must be grayscale or all color (convert them with dataset_tool.py)")
+                    f"{channels}; all images must be grayscale or all color (convert them with dataset_tool.py)")
             if progress is not None:
                 progress(idx + 1, len(self._image_fnames))
 
     def _load_raw_image(self, raw_idx):
         image = self._read_image(raw_idx)
-        if list(image.shape) != self.image_shape:
+        if list(image.shape) != self._stored_shape:
             shape = 'x'.join(str(size) for size in image.shape)
-            expected = 'x'.join(str(size) for size in self.image_shape)
+            expected = 'x'.join(str(size) for size in self._stored_shape)
             raise DatasetError(f"image '{self._display_name(self._image_fnames[raw_idx])}' is {shape} (CxHxW) but "
                 f"the first image is {expected}; all images must have the same size and channel count")
+        if self._resize_resolution is not None:
+            image = resize_lanczos(image, self._resize_resolution)
         return image
 
     def _load_raw_labels(self):
@@ -324,9 +373,10 @@ class ImageFolderDataset(Dataset):
                 isinstance(item[0], str) for item in labels):
             raise DatasetError(f"'{json_name}' must hold {{\"labels\": [[fname, label], ...]}}")
         labels = {fname.replace('\\', '/'): label for fname, label in labels}
+        kind = 'caption' if any(isinstance(label, str) for label in labels.values()) else 'label'
         for fname in self._image_fnames:
             if fname not in labels:
-                raise DatasetError(f"'{json_name}' has no label for image '{fname}'")
+                raise DatasetError(f"'{json_name}' has no {kind} for image '{fname}'")
         strays = sorted(set(labels) - set(self._image_fnames))
         if strays:
             raise DatasetError(f"'{json_name}' labels '{strays[0]}', which is not an image of the dataset"
@@ -334,21 +384,39 @@ class ImageFolderDataset(Dataset):
         return _labels_to_array([labels[fname] for fname in self._image_fnames], self._image_fnames, json_name)
 
 
+def _checked_resize_resolution(size):
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not is_power_of_two(int(size)):
+        raise DatasetError(f"resize_resolution={size!r} is not a power of two; pass a size such as 256, or None to "
+            f"keep the stored size")
+    return int(size)
+
+
 def _label_kind(label):
     if isinstance(label, int) and not isinstance(label, bool):
         return 'class index'
     if isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in label):
         return 'vector'
+    if isinstance(label, str):
+        return 'caption'
     return None
 
 
+def _captions_to_array(captions):
+    # An object array (not numpy's fixed-width str) keeps each caption a plain str, of any length.
+    array = np.empty(len(captions), dtype=object)
+    array[:] = captions
+    return array
+
+
 def _labels_to_array(labels, fnames, json_name):
-    """Class indices become int64 [N]; lists of numbers become float32 [N, D]."""
+    """Class indices become int64 [N]; lists of numbers become float32 [N, D]; captions an object array [N]."""
     kinds = [_label_kind(label) for label in labels]
     for label, kind, fname in zip(labels, kinds, fnames):
         if kind is None:
             raise DatasetError(f"'{json_name}' gives image '{fname}' the label {json.dumps(label)}, which is neither "
-                f"a class index nor a list of numbers")
+                f"a class index, a list of numbers nor a caption string")
         if kind != kinds[0]:
             raise DatasetError(f"'{json_name}' gives image '{fname}' a {kind} label but image '{fnames[0]}' a "
                 f"{kinds[0]} label")
@@ -357,6 +425,8 @@ def _labels_to_array(labels, fnames, json_name):
         if kind == 'vector' and len(label) != len(labels[0]):
             raise DatasetError(f"'{json_name}' gives image '{fname}' a label of length {len(label)} but image "
                 f"'{fnames[0]}' one of length {len(labels[0])}")
+    if kinds[0] == 'caption':
+        return _captions_to_array(labels)
     if kinds[0] == 'class index':
         return np.array(labels, dtype=np.int64)
     return np.array(labels, dtype=np.float32).reshape(len(labels), -1)

@@ -187,6 +187,133 @@ def test_image_formats(tmp_path):
     np.testing.assert_array_equal(dataset[0][0][0], gray)
 
 # ----------------------------------------------------------------------------
+# Captions (text-to-image datasets) and on-the-fly resizing.
+
+CAPTIONS = ['a red disc on grey', 'two blue squares', 'ünïcode: a café at night', 'a green disc', '']
+
+
+@pytest.fixture
+def captioned(tmp_path):
+    """A 5-image dataset whose labels are captions (one of them empty), as a zip."""
+    images = _random_images(len(CAPTIONS))
+    folder = tmp_path / 'captioned'
+    _write_folder(folder, images, CAPTIONS)
+    return dict(zip=_zip_folder(folder, str(tmp_path / 'captioned.zip')), images=images)
+
+
+def test_captions_are_returned_as_str(captioned):
+    dataset = ImageFolderDataset(captioned['zip'], use_labels=True)
+    assert dataset.has_captions
+    # Code that treats labels as vectors sees none.
+    assert not dataset.has_labels and not dataset.has_onehot_labels
+    assert dataset.label_shape == [0] and dataset.label_dim == 0
+    for idx, caption in enumerate(CAPTIONS):
+        image, label = dataset[idx]
+        np.testing.assert_array_equal(image, captioned['images'][idx].transpose(2, 0, 1))
+        assert type(label) is str and label == caption
+        assert dataset.get_label(idx) == caption
+        assert dataset.get_details(idx).raw_label == caption and dataset.get_details(idx).raw_idx == idx
+
+
+def test_captions_collate_to_a_list_of_str(captioned):
+    dataset = ImageFolderDataset(captioned['zip'], use_labels=True)
+    images, captions = next(iter(torch.utils.data.DataLoader(dataset, batch_size=3, shuffle=False)))
+    assert images.shape == (3, 3, 8, 8)
+    assert list(captions) == CAPTIONS[:3] # torch's default collate keeps a batch of str as a sequence (a tuple).
+
+
+def test_captions_need_use_labels(captioned):
+    dataset = ImageFolderDataset(captioned['zip'])
+    assert not dataset.has_captions and dataset.label_dim == 0
+    assert dataset[0][1].shape == (0,) and dataset[0][1].dtype == np.float32
+
+
+def test_captions_follow_xflip_and_max_size(captioned):
+    flipped = ImageFolderDataset(captioned['zip'], use_labels=True, xflip=True, max_size=3, random_seed=1)
+    assert len(flipped) == 6
+    for idx in range(3):
+        image, caption = flipped[idx]
+        mirror, mirror_caption = flipped[idx + 3]
+        raw_idx = flipped.get_details(idx).raw_idx
+        assert caption == mirror_caption == CAPTIONS[raw_idx]
+        assert flipped.get_details(idx + 3).raw_label == CAPTIONS[raw_idx]
+        np.testing.assert_array_equal(mirror, image[:, :, ::-1])
+
+
+def test_caption_dataset_pickles(captioned):
+    dataset = ImageFolderDataset(captioned['zip'], use_labels=True, resize_resolution=4)
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone.has_captions and clone.image_shape == [3, 4, 4]
+    assert clone[2][1] == CAPTIONS[2]
+    np.testing.assert_array_equal(clone[2][0], dataset[2][0])
+
+
+def _pil_lanczos(image, size):
+    return np.asarray(PIL.Image.fromarray(image).resize((size, size), PIL.Image.Resampling.LANCZOS))
+
+
+@pytest.mark.parametrize('channels', [3, 1], ids=['rgb', 'gray'])
+@pytest.mark.parametrize('size', [8, 32], ids=['down', 'up'])
+def test_resize_resolution_is_pils_lanczos(tmp_path, channels, size):
+    images = _random_images(2, size=16, channels=channels)
+    _write_folder(tmp_path / 'big', images)
+    dataset = ImageFolderDataset(str(tmp_path / 'big'), resize_resolution=size)
+    assert dataset.image_shape == [channels, size, size] and dataset.resolution == size
+    for idx, stored in enumerate(images):
+        expected = _pil_lanczos(stored, size)
+        expected = expected[np.newaxis] if channels == 1 else expected.transpose(2, 0, 1)
+        np.testing.assert_array_equal(dataset[idx][0], expected)
+    dataset.check_image_sizes()  # Compares the stored sizes, not the delivered one.
+
+
+def test_resize_resolution_and_resolution(tmp_path):
+    _write_folder(tmp_path / 'big', _random_images(2, size=16))
+    path = str(tmp_path / 'big')
+    assert ImageFolderDataset(path, resize_resolution=8, resolution=8).resolution == 8
+    assert ImageFolderDataset(path, resize_resolution=16, resolution=16).resolution == 16
+    _expect_error(r'images are resized to 8x8 \(resize_resolution\) but resolution=16 was requested',
+        lambda: ImageFolderDataset(path, resize_resolution=8, resolution=16))
+    for bad in (12, 0, -8, 8.0):
+        _expect_error(r'resize_resolution=.* is not a power of two', lambda: ImageFolderDataset(path,
+            resize_resolution=bad))
+
+
+def test_resize_resolution_accepts_any_square_size_but_checks_stored_sizes(tmp_path):
+    # 12x12 is no training size, but resizing makes it one.
+    fnames = _write_folder(tmp_path / 'odd', _random_images(3, size=12))
+    dataset = ImageFolderDataset(str(tmp_path / 'odd'), resize_resolution=8)
+    assert dataset.image_shape == [3, 8, 8]
+    dataset.check_image_sizes()
+    # Stored images must still be square and of one size.
+    PIL.Image.fromarray(_random_images(1, size=16)[0]).save(tmp_path / 'odd' / fnames[2])
+    _expect_error(rf"image '.*{fnames[2]}' is 16x16 but the first image is 12x12", dataset.check_image_sizes)
+    _expect_error(rf"image '.*{fnames[2]}' is 3x16x16 \(CxHxW\) but the first image is 3x12x12", lambda: dataset[2])
+    os.makedirs(tmp_path / 'wide')
+    PIL.Image.new('RGB', (16, 8)).save(tmp_path / 'wide' / 'wide.png')
+    _expect_error(r"image '.*wide\.png' is 16x8; training images must be square",
+        lambda: ImageFolderDataset(str(tmp_path / 'wide'), resize_resolution=8))
+
+
+def test_caption_label_errors(tmp_path):
+    fnames = _write_folder(tmp_path / 'mixed', _random_images(3), labels=['a cat', 3, 'a dog'])
+    _expect_error(rf"gives image '{fnames[1]}' a class index label but image '{fnames[0]}' a caption label",
+        lambda: ImageFolderDataset(str(tmp_path / 'mixed'), use_labels=True))
+
+    fnames = _write_folder(tmp_path / 'vector', _random_images(2), labels=[[1.0, 2.0], 'a cat'])
+    _expect_error(rf"gives image '{fnames[1]}' a caption label but image '{fnames[0]}' a vector label",
+        lambda: ImageFolderDataset(str(tmp_path / 'vector'), use_labels=True))
+
+    fnames = _write_folder(tmp_path / 'partial', _random_images(3), write_json=False)
+    with open(tmp_path / 'partial' / 'dataset.json', 'w') as f:
+        json.dump({'labels': [[fnames[0], 'a cat'], [fnames[2], 'a dog']]}, f)
+    _expect_error(rf"'.*partial/dataset\.json' has no caption for image '{fnames[1]}'",
+        lambda: ImageFolderDataset(str(tmp_path / 'partial'), use_labels=True))
+
+    fnames = _write_folder(tmp_path / 'null', _random_images(2), labels=['a cat', None])
+    _expect_error(rf"gives image '{fnames[1]}' the label null, which is neither .* nor a caption string",
+        lambda: ImageFolderDataset(str(tmp_path / 'null'), use_labels=True))
+
+# ----------------------------------------------------------------------------
 # Errors: a DatasetError whose one-line message names the file.
 
 
