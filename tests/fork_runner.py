@@ -21,7 +21,8 @@ import traceback
 PRELOAD = ['numpy', 'torch', 'torch._dynamo', 'torch.optim', 'torch.utils.tensorboard', 'PIL.Image', 'click', 'dnnlib',
            'legacy', 'torch_utils.misc', 'torch_utils.ops.dispatch', 'training.networks_stylegan2',
            'training.networks_stylegan3', 'training.dataset', 'training.training_loop', 'training.loss',
-           'training.augment', 'metrics.metric_main']
+           'training.augment', 'metrics.metric_main', 'open_clip', 'timm', 'training.encoders',
+           'training.networks_stylegan_t']
 
 
 def exit_status(code):

@@ -10,7 +10,7 @@ import pathlib
 import pytest
 
 TRAINING_DIR = pathlib.Path(__file__).resolve().parents[2] / 'training'
-MODULES = ['networks_stylegan2', 'networks_stylegan3', 'networks_creps']
+MODULES = ['networks_stylegan2', 'networks_stylegan3', 'networks_creps', 'networks_stylegan_t']
 
 # Pieces that several network modules define.
 SHARED = [
@@ -34,6 +34,10 @@ DIFFERENCES = {
         'the official StyleGAN3 mapping network has no embed_features, layer_features or activation arguments',
     ('MappingNetwork.forward', 'networks_stylegan3'):
         'StyleGAN3 always broadcasts to num_ws and always tracks w_avg',
+    ('MappingNetwork.__init__', 'networks_stylegan_t'):
+        'StyleGAN-T maps z alone and appends the text embedding after the MLP',
+    ('MappingNetwork.forward', 'networks_stylegan_t'):
+        'StyleGAN-T maps z alone and appends the text embedding after the MLP; truncation skips the text part',
 }
 
 
