@@ -47,7 +47,8 @@ from training import training_loop
 # Options of a run directory that may change when it is continued; everything else must stay the same.
 CONTINUABLE_KEYS = ('total_kimg', 'kimg_per_tick', 'image_snapshot_ticks', 'network_snapshot_ticks',
                     'data_loader_kwargs', 'keep_snapshots', 'cudnn_benchmark', 'metrics', 'num_gpus', 'batch_gpu',
-                    'run_dir', 'resume_pkl', 'resume_kimg', 'resume_state', 'ema_rampup', 'ada_kimg')
+                    'run_dir', 'resume_pkl', 'resume_kimg', 'resume_state', 'ema_rampup', 'ada_kimg',
+                    'pretrained_encoders')  # Pretrained encoders are read for new runs only.
 LOSS_KEYS_SET_BY_RESUME = ('blur_init_sigma',)
 
 # ----------------------------------------------------------------------------
@@ -199,13 +200,17 @@ def prepare_run_dir(c, continue_dir):
 # Building and checking the configuration.
 
 
-def init_dataset_kwargs(data, cond):
+def init_dataset_kwargs(data, cond, resize=None):
     """Opens the dataset once to check it (every image's size and channels, from the headers) and read its
-    shape; returns (kwargs, name, EasyDict(label_dim, num_channels))."""
+    shape; returns (kwargs, name, EasyDict(label_dim, num_channels)). `resize`: side to resize images to."""
     from training import dataset as dataset_module
+    if resize is not None and resize & (resize - 1):
+        raise click.ClickException(f'--img-resolution={resize} is not a power of two')
     try:
         kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data, use_labels=cond,
                                  max_size=None, xflip=False)
+        if resize is not None:
+            kwargs.resize_resolution = resize
         with dnnlib.util.construct_class_by_name(**kwargs) as dataset_obj:
             kwargs.resolution = dataset_obj.resolution
             kwargs.max_size = len(dataset_obj)
@@ -262,8 +267,8 @@ def check_resume_pkl(resume, c, dataset_info):
     resolution = c.training_set_kwargs.resolution
     common = dict(c_dim=dataset_info.label_dim, img_resolution=resolution, img_channels=dataset_info.num_channels)
     with torch.device('meta'):  # Shapes only; nothing is allocated.
-        ours = dict(G=dnnlib.util.construct_class_by_name(**c.G_kwargs, **common),
-                    D=dnnlib.util.construct_class_by_name(**c.D_kwargs, **common))
+        ours = dict(G=dnnlib.util.construct_class_by_name(**{**common, **c.G_kwargs}),
+                    D=dnnlib.util.construct_class_by_name(**{**common, **c.D_kwargs}))
     ours['G_ema'] = ours['G']
     for key in ('G', 'D', 'G_ema'):
         net = data[key]
@@ -333,15 +338,16 @@ def merge_continued_options(c, run_dir):
 @click.command()
 # What to train, on what, with how much.
 @click.option('--outdir', metavar='DIR', required=True, help='Folder in which the run directory is made')
-@click.option('--cfg', required=True, type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2', 'creps']),
-              help='Network family, with its training recipe')
+@click.option('--cfg', required=True, type=click.Choice(['stylegan3-t', 'stylegan3-r', 'stylegan2', 'creps', 'stylegan-t',
+                                                          'stylegan-t-lite', 'stylegan-t-full']),
+              help='Network family, with its training recipe (stylegan-t: sizes from --cbase --cmax --res-blocks)')
 @click.option('--data', metavar='[ZIP|DIR]', type=str, required=True, help='Dataset written by dataset_tool.py')
 @click.option('--gpus', metavar='INT', type=click.IntRange(min=1), required=True,
               help='Processes to train with: one per GPU (CPU processes without a GPU)')
 @click.option('--batch', metavar='INT', type=click.IntRange(min=1), required=True,
               help='Images per training step, summed over the processes')
-@click.option('--gamma', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), required=True,
-              help='Weight of the R1 gradient penalty')
+@click.option('--gamma', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0),
+              help='Weight of the R1 gradient penalty (required, except for StyleGAN-T)')
 # Data and starting point.
 @click.option('--cond', metavar='BOOL', type=bool, default=False, show_default=True,
               help='Condition G and D on the dataset labels')
@@ -379,6 +385,26 @@ def merge_continued_options(c, run_dir):
               help='Layers of the mapping network  [default: varies]')
 @click.option('--mbstd-group', metavar='INT', type=click.IntRange(min=1), default=4, show_default=True,
               help='Samples per group of D\'s minibatch standard deviation')
+@click.option('--img-resolution', metavar='INT', type=click.IntRange(min=4),
+              help='Resize the dataset\'s images to this side on the fly (Lanczos; a power of two)')
+# StyleGAN-T.
+@click.option('--res-blocks', metavar='INT', type=click.IntRange(min=1), default=2, show_default=True,
+              help='StyleGAN-T: residual block pairs per resolution (--cfg=stylegan-t)')
+@click.option('--clip-weight', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), default=0, show_default=True,
+              help='StyleGAN-T: weight of CLIP guidance (needs captions)')
+@click.option('--blur-init', metavar='FLOAT', type=dnnlib.cli.FiniteFloat(min=0), default=32, show_default=True,
+              help='StyleGAN-T: starting sigma of the blur of D\'s inputs, in pixels')
+@click.option('--blur-fade-kimg', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0), default=1000, show_default=True,
+              help='StyleGAN-T: kimg over which that blur fades to none')
+@click.option('--clip-model', metavar='NAME|JSON', type=str,
+              help='StyleGAN-T: open_clip architecture, or an open_clip config file  [default: ViT-L-14, or STYLEGAN_CLIP_MODEL]')
+@click.option('--clip', metavar='TAG|PATH', type=str,
+              help='StyleGAN-T: CLIP weights, an open_clip pretrained tag or a checkpoint  [default: openai, or STYLEGAN_CLIP]')
+@click.option('--dino-model', metavar='NAME|JSON', type=str,
+              help='StyleGAN-T: timm ViT of D, or a {"model": ..., "kwargs": ...} file  '
+                   '[default: vit_small_patch16_224.dino, or STYLEGAN_DINO_MODEL]')
+@click.option('--dino', metavar='PATH', type=str,
+              help='StyleGAN-T: timm checkpoint of that ViT  [default: timm\'s download, or STYLEGAN_DINO]')
 # Bookkeeping.
 @click.option('--desc', metavar='STR', type=str, help='Text added to the run directory\'s name')
 @click.option('--metrics', metavar='[NAME|A,B,C|none]', type=parse_comma_separated_list, default='fid50k_full',
@@ -401,13 +427,18 @@ def merge_continued_options(c, run_dir):
               help='Data loading processes')
 @click.option('-n', '--dry-run', is_flag=True, help='Print the training options and stop')
 def main(**kwargs):
-    """Train a StyleGAN2, StyleGAN3-T/-R or CREPS network.
+    """Train a StyleGAN2, StyleGAN3-T/-R, CREPS or StyleGAN-T network.
 
     The recipes are those of "Analyzing and Improving the Image Quality of StyleGAN" (StyleGAN2),
-    "Alias-Free Generative Adversarial Networks" (StyleGAN3) and "Efficient Scale-Invariant Generator
-    with Column-Row Entangled Pixel Synthesis" (CREPS).
+    "Alias-Free Generative Adversarial Networks" (StyleGAN3), "Efficient Scale-Invariant Generator
+    with Column-Row Entangled Pixel Synthesis" (CREPS) and "StyleGAN-T: Unlocking the Power of GANs for
+    Fast Large-Scale Text-to-Image Synthesis" (StyleGAN-T; text-conditional on a dataset with captions).
     """
     opts = dnnlib.EasyDict(kwargs)
+    ctx = click.get_current_context()
+    opts.explicit = sorted(name for name in kwargs if ctx.get_parameter_source(name) not in
+                           (click.core.ParameterSource.DEFAULT, None))
+    check_config_options(opts)
     for key in ('outdir', 'data', 'resume'):  # Shells leave the ~ of '--data=~/x' alone: expand it here.
         if opts[key] is not None and not dnnlib.util.is_url(opts[key]):
             opts[key] = os.path.expanduser(opts[key])
@@ -417,7 +448,9 @@ def main(**kwargs):
     check_processes(opts.gpus)
     c, dataset_name, dataset_info = build_config(opts)
     c, continue_dir = apply_resume(c, opts, dataset_info)
-    desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}-gamma{opts.gamma:g}'
+    desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}'
+    if not is_stylegan_t(opts.cfg):
+        desc += f'-gamma{opts.gamma:g}'
     if opts.loss != 'stylegan2':
         desc += f'-{opts.loss}'
     if opts.d_steps != 1:
@@ -425,6 +458,37 @@ def main(**kwargs):
     if opts.desc is not None:
         desc += f'-{opts.desc}'
     launch_training(c=c, desc=desc, outdir=opts.outdir, dry_run=opts.dry_run, continue_dir=continue_dir)
+
+
+# Options that only some configurations use: refused, with one line, where they would do nothing.
+STYLEGAN_T_ONLY = ('res_blocks', 'clip_weight', 'blur_init', 'blur_fade_kimg', 'clip_model', 'clip', 'dino_model', 'dino')
+NOT_STYLEGAN_T = ('gamma', 'cond', 'aug', 'p', 'target', 'loss', 'freezed', 'map_depth', 'mbstd_group')
+PRESET_SIZES = {'stylegan-t-lite': dict(cbase=32768, cmax=512, res_blocks=2),
+                'stylegan-t-full': dict(cbase=65536, cmax=2048, res_blocks=3)}
+
+
+def is_stylegan_t(cfg):
+    return cfg.startswith('stylegan-t')
+
+
+def _option_name(key):
+    return '--' + key.replace('_', '-')
+
+
+def check_config_options(opts):
+    """Refuses options that the chosen --cfg does not use, and a missing --gamma where it is needed."""
+    if is_stylegan_t(opts.cfg):
+        refused = [key for key in NOT_STYLEGAN_T if key in opts.explicit]
+        if opts.cfg in PRESET_SIZES:
+            refused += [key for key in PRESET_SIZES[opts.cfg] if key in opts.explicit]
+    else:
+        refused = [key for key in STYLEGAN_T_ONLY if key in opts.explicit]
+        if opts.gamma is None:
+            raise click.ClickException(f'--cfg={opts.cfg} needs --gamma (the R1 weight; e.g. --gamma=8.2)')
+    if refused:
+        names = ', '.join(_option_name(key) for key in refused)
+        hint = ' (a preset fixes the sizes; use --cfg=stylegan-t for custom ones)' if opts.cfg in PRESET_SIZES else ''
+        raise click.ClickException(f'{names} do{"es" if len(refused) == 1 else ""} not apply to --cfg={opts.cfg}{hint}')
 
 
 def check_metrics(metrics, fetch_detectors):
@@ -450,33 +514,16 @@ def check_processes(gpus):
         raise click.ClickException(f'--gpus={gpus}, but only {torch.cuda.device_count()} GPUs are visible')
 
 
-def build_config(opts):
-    """The training_loop() arguments for these options (a new run); returns (config, dataset name)."""
-    c = dnnlib.EasyDict()
-    c.G_kwargs = dnnlib.EasyDict(class_name=None, z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
-    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
-                                 mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
-    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss')
+def set_run_settings(c, opts):
+    """The settings every configuration shares: data loading, processes and batch, length, bookkeeping."""
     c.data_loader_kwargs = dnnlib.EasyDict(num_workers=opts.workers)
     if opts.workers > 0:
         c.data_loader_kwargs.prefetch_factor = 2
     if torch.cuda.is_available():
         c.data_loader_kwargs.pin_memory = True
-
-    # Hyperparameters & settings.
     c.num_gpus = opts.gpus
     c.batch_size = opts.batch
     c.batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
-    c.G_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
-    c.G_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
-    stylegan2_recipe = opts.cfg in ('stylegan2', 'creps')  # CREPS trains with the StyleGAN2 recipe.
-    c.G_kwargs.mapping_kwargs.num_layers = (8 if stylegan2_recipe else 2) if opts.map_depth is None else opts.map_depth
-    c.D_kwargs.block_kwargs.freeze_layers = opts.freezed
-    c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
-    c.G_opt_kwargs.lr = (0.002 if stylegan2_recipe else 0.0025) if opts.glr is None else opts.glr
-    c.D_opt_kwargs.lr = opts.dlr
     c.metrics = opts.metrics
     c.total_kimg = int_if_integral(opts.kimg)
     c.kimg_per_tick = int_if_integral(opts.tick)
@@ -485,11 +532,109 @@ def build_config(opts):
     c.random_seed = opts.seed
     if opts.d_steps != 1:
         c.d_steps = opts.d_steps
+
+
+def build_stylegan_t_config(opts):
+    """The training_loop() arguments of StyleGAN-T: text-conditional when the dataset has captions."""
+    from training import encoders
+    c = dnnlib.EasyDict()
+    set_run_settings(c, opts)
+    check_batch_split(batch=c.batch_size, processes=c.num_gpus, per_pass=c.batch_gpu, group=1)
+    c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=False,
+                                                                            resize=opts.img_resolution)
+    captioned = dataset_has_captions(c.training_set_kwargs)
+    c.training_set_kwargs.use_labels = captioned
+    c.training_set_kwargs.xflip = opts.mirror
+    c.training_set_kwargs.random_seed = opts.seed
+    if not captioned and opts.clip_weight > 0:
+        raise click.ClickException('--clip-weight needs a dataset with captions (dataset_tool.py writes them from '
+                                   '.txt files beside the images or from COCO captions)')
+
+    sizes = PRESET_SIZES.get(opts.cfg, dict(cbase=opts.cbase, cmax=opts.cmax, res_blocks=opts.res_blocks))
+    c.pretrained_encoders = encoders.sources(clip_model=opts.clip_model, clip=opts.clip, dino_model=opts.dino_model,
+                                             dino=opts.dino)
+    try:
+        text_kwargs, backbone_kwargs = saved_architecture(opts) or encoders.architecture(c.pretrained_encoders)
+    except encoders.EncoderError as err:
+        raise click.ClickException(str(err)) from None
+    c_dim = text_kwargs['embed_dim'] if captioned else 0
+    c.G_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan_t.Generator', z_dim=64, c_dim=c_dim,
+                                 channel_base=sizes['cbase'], channel_max=sizes['cmax'], res_blocks=sizes['res_blocks'],
+                                 mapping_kwargs=dnnlib.EasyDict(num_layers=2))
+    if captioned:
+        c.G_kwargs.text_encoder_kwargs = dnnlib.EasyDict(text_kwargs)
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan_t.Discriminator', c_dim=c_dim,
+                                 backbone_kwargs=dnnlib.EasyDict(backbone_kwargs))
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=0.002 if opts.glr is None else opts.glr,
+                                     betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', lr=opts.dlr, betas=[0, 0.99], eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGANTLoss', blur_init_sigma=opts.blur_init,
+                                    blur_fade_kimg=int_if_integral(opts.blur_fade_kimg), clip_weight=opts.clip_weight)
+    if opts.clip_weight > 0:
+        c.loss_kwargs.clip_model = c.pretrained_encoders['clip_model']
+        c.loss_kwargs.clip = c.pretrained_encoders['clip']
+    c.G_reg_interval = c.D_reg_interval = None  # No regularisation phases.
+    c.ema_kimg = c.batch_size * 10 / 32
+    if opts.fp32:
+        c.G_kwargs.num_fp16_res = 0
+        c.G_kwargs.conv_clamp = None
+    if opts.nobench:
+        c.cudnn_benchmark = False
+    return c, dataset_name, dataset_info
+
+
+def dataset_has_captions(kwargs):
+    """Whether the dataset's dataset.json holds captions."""
+    from training import dataset as dataset_module
+    try:
+        with dnnlib.util.construct_class_by_name(**dict(kwargs, use_labels=True)) as dataset_obj:
+            return dataset_obj.has_captions
+    except (IOError, dataset_module.DatasetError):
+        return False  # No labels, or labels that are not captions: an unconditional generator.
+
+
+def saved_architecture(opts):
+    """(text encoder, backbone) arguments of the run that `--resume=RUN_DIR` continues (its snapshots hold the
+    weights, so the pretrained models need not be loaded again); None for a new run."""
+    path = os.path.join(opts.resume or '', 'training_options.json')
+    if opts.resume is None or not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        return saved['G_kwargs'].get('text_encoder_kwargs', {}), saved['D_kwargs']['backbone_kwargs']
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # merge_continued_options() reports an unreadable file.
+
+
+def build_config(opts):
+    """The training_loop() arguments for these options (a new run); returns (config, dataset name)."""
+    if is_stylegan_t(opts.cfg):
+        return build_stylegan_t_config(opts)
+    c = dnnlib.EasyDict()
+    c.G_kwargs = dnnlib.EasyDict(class_name=None, z_dim=512, w_dim=512, mapping_kwargs=dnnlib.EasyDict())
+    c.D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan2.Discriminator', block_kwargs=dnnlib.EasyDict(),
+                                 mapping_kwargs=dnnlib.EasyDict(), epilogue_kwargs=dnnlib.EasyDict())
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8)
+    c.loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss')
+    set_run_settings(c, opts)
+
+    # Hyperparameters & settings.
+    c.G_kwargs.channel_base = c.D_kwargs.channel_base = opts.cbase
+    c.G_kwargs.channel_max = c.D_kwargs.channel_max = opts.cmax
+    stylegan2_recipe = opts.cfg in ('stylegan2', 'creps')  # CREPS trains with the StyleGAN2 recipe.
+    c.G_kwargs.mapping_kwargs.num_layers = (8 if stylegan2_recipe else 2) if opts.map_depth is None else opts.map_depth
+    c.D_kwargs.block_kwargs.freeze_layers = opts.freezed
+    c.D_kwargs.epilogue_kwargs.mbstd_group_size = opts.mbstd_group
+    c.G_opt_kwargs.lr = (0.002 if stylegan2_recipe else 0.0025) if opts.glr is None else opts.glr
+    c.D_opt_kwargs.lr = opts.dlr
     check_batch_split(batch=c.batch_size, processes=c.num_gpus, per_pass=c.batch_gpu,
                       group=c.D_kwargs.epilogue_kwargs.mbstd_group_size)
 
     # Training set and loss.
-    c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=opts.cond)
+    c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=opts.cond,
+                                                                            resize=opts.img_resolution)
     c.training_set_kwargs.use_labels = opts.cond
     c.training_set_kwargs.xflip = opts.mirror
     c.training_set_kwargs.random_seed = opts.seed

@@ -191,7 +191,7 @@ def compute_equivariance_metrics(opts, num_samples, batch_size, compute_eqt_int=
     progress = opts.progress.sub(tag='eq sampling', num_items=num_samples)
     for batch in metric_utils.rank_items(num_samples, opts.num_gpus, opts.rank, batch_size):
         z = torch.from_numpy(metric_utils.sample_latents(batch, G.z_dim, opts.seed)).to(opts.device)
-        c = torch.from_numpy(metric_utils.sample_labels(batch, dataset, G.c_dim, opts.seed)).to(opts.device)
+        c = metric_utils.generator_labels(batch, dataset, G, opts.seed, opts.device)
         ws = G.mapping(z=z, c=c, truncation_psi=opts.G_kwargs.get('truncation_psi', 1),
                        truncation_cutoff=opts.G_kwargs.get('truncation_cutoff', None))
         reference = render_with_transform(G, ws, np.eye(3), synthesis_kwargs)

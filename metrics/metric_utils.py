@@ -311,12 +311,28 @@ def sample_latents(indices, z_dim, seed):
                      for i in indices]).astype(np.float32)
 
 
+def _label_picks(indices, dataset, seed):
+    return [np.random.RandomState((seed * 1000033 + int(i) + 7) % (2 ** 32)).randint(len(dataset)) for i in indices]
+
+
 def sample_labels(indices, dataset, c_dim, seed):
     """[len(indices), c_dim] labels of random dataset items (zeros for unconditional generators)."""
     if c_dim == 0:
         return np.zeros([len(indices), 0], dtype=np.float32)
-    picks = [np.random.RandomState((seed * 1000033 + int(i) + 7) % (2 ** 32)).randint(len(dataset)) for i in indices]
-    return np.stack([dataset.get_label(p) for p in picks]).astype(np.float32)
+    return np.stack([dataset.get_label(p) for p in _label_picks(indices, dataset, seed)]).astype(np.float32)
+
+
+def generator_labels(indices, dataset, G, seed, device):
+    """The c that G gets for items `indices`: labels of random dataset items, or for a text-conditional generator
+    (StyleGAN-T) its embeddings of their captions."""
+    if G.c_dim > 0 and getattr(G, 'text_encoder', None) is not None:
+        if not dataset.has_captions:
+            raise MetricError('a text-conditional generator is measured against a dataset with captions; this one '
+                              'has none (pass the captioned dataset with --data)')
+        from training import encoders
+        captions = [dataset.get_label(p) for p in _label_picks(indices, dataset, seed)]
+        return encoders.encode_prompts(G, captions, device=device)
+    return torch.from_numpy(sample_labels(indices, dataset, G.c_dim, seed)).to(device)
 
 
 def rank_items(num_items, num_gpus, rank, batch_size):
@@ -521,7 +537,7 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
             for i in range(0, len(batch), batch_gen):
                 indices = batch[i:i + batch_gen]
                 z = torch.from_numpy(sample_latents(indices, G.z_dim, opts.seed)).to(opts.device)
-                c = torch.from_numpy(sample_labels(indices, dataset, G.c_dim, opts.seed)).to(opts.device)
+                c = generator_labels(indices, dataset, G, opts.seed, opts.device)
                 images.append(make_images_uint8(G(z=z, c=c, **opts.G_kwargs)))
             features = detector(torch.cat(images), **detector_kwargs)
             stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)

@@ -76,7 +76,7 @@ def compute_ppl(opts, num_samples, epsilon, space, sampling, crop, batch_size):
         for batch in metric_utils.rank_items(num_samples, opts.num_gpus, opts.rank, batch_size):
             z0 = torch.from_numpy(metric_utils.sample_latents([2 * i for i in batch], G.z_dim, opts.seed)).to(opts.device)
             z1 = torch.from_numpy(metric_utils.sample_latents([2 * i + 1 for i in batch], G.z_dim, opts.seed)).to(opts.device)
-            c = torch.from_numpy(metric_utils.sample_labels(batch, dataset, G.c_dim, opts.seed)).to(opts.device)
+            c = metric_utils.generator_labels(batch, dataset, G, opts.seed, opts.device)
             if sampling == 'full':
                 t = torch.as_tensor([np.random.RandomState(opts.seed * 7919 + i).rand() for i in batch],
                                     dtype=torch.float32, device=opts.device)

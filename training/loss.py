@@ -288,3 +288,74 @@ class WGANGPLoss(GeneratorDiscriminatorRunner):
         del state  # Nothing to restore.
 
 # ----------------------------------------------------------------------------
+
+
+class StyleGANTLoss(GeneratorDiscriminatorRunner):
+    """StyleGAN-T's loss: hinge loss on D's per-token logits, -D(G(z)) for G, optional CLIP guidance, and blur of
+    D's inputs fading out. Labels are caption strings (or text embeddings), encoded by G's text encoder."""
+
+    def __init__(self,
+        device,                         # Device of the networks.
+        G,                              # Generator (networks_stylegan_t).
+        D,                              # Discriminator (networks_stylegan_t).
+        augment_pipe        = None,     # Augmentation before D (D applies DiffAugment itself); None = none.
+        blur_init_sigma     = 32,       # Initial sigma of the blur applied to D's inputs; 0 = disable.
+        blur_fade_kimg      = 1000,     # Length of the linear fade-out of that blur, in kimg.
+        clip_weight         = 0,        # Weight of CLIP guidance; 0 = disable.
+        clip_model          = None,     # CLIP of the guidance (see training/encoders.py); None = the default.
+        clip                = None,     # Its weights; None = the default.
+    ):
+        super().__init__(device=device, G=G, D=D, augment_pipe=augment_pipe, blur_init_sigma=blur_init_sigma,
+                         blur_fade_kimg=blur_fade_kimg)
+        self.clip_weight = clip_weight
+        self.guide = None
+        if clip_weight > 0:
+            from training import encoders
+            self.guide = encoders.CLIPGuide(clip_model=clip_model, clip=clip, device=device)
+
+    def embed(self, labels):
+        """Text embeddings for a batch of labels: captions are encoded (frozen); tensors pass through."""
+        if isinstance(labels, (list, tuple)):
+            from training import encoders
+            return encoders.encode_prompts(self.G, labels, device=self.device)
+        return labels
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        assert phase in PHASES
+        phase = {'Gboth': 'Gmain', 'Dboth': 'Dmain'}.get(phase, phase)  # No regularisation phases.
+        blur_sigma = self.blur_sigma(cur_nimg)
+        if phase == 'Gmain':
+            with torch.autograd.profiler.record_function('Gmain_forward'):
+                gen_text = self.embed(gen_c)
+                fake_img, _ws = self.run_G(gen_z, gen_text)
+                fake_logits = self.run_D(fake_img, gen_text, blur_sigma=blur_sigma)
+                _report_logits('fake', fake_logits)
+                loss = training_stats.report('Loss/G/loss', -fake_logits.mean(dim=1))
+                if self.guide is not None:
+                    if not isinstance(gen_c, (list, tuple)):
+                        raise ValueError('CLIP guidance needs caption strings as labels')
+                    distance = training_stats.report('Loss/G/clip', self.guide.distance(fake_img, gen_c))
+                    loss = loss + distance * self.clip_weight
+            _backward('Gmain', loss, gain)
+        if phase == 'Dmain':
+            with torch.autograd.profiler.record_function('Dgen_forward'):
+                gen_text = self.embed(gen_c)
+                fake_img, _ws = self.run_G(gen_z, gen_text, update_emas=True)
+                fake_logits = self.run_D(fake_img.detach(), gen_text, blur_sigma=blur_sigma, update_emas=True)
+                _report_logits('fake', fake_logits)
+                fake_loss = torch.relu(1 + fake_logits).mean(dim=1)
+            _backward('Dgen', fake_loss, gain)
+            with torch.autograd.profiler.record_function('Dreal_forward'):
+                real_logits = self.run_D(real_img.detach(), self.embed(real_c), blur_sigma=blur_sigma)
+                _report_logits('real', real_logits)
+                real_loss = torch.relu(1 - real_logits).mean(dim=1)
+                training_stats.report('Loss/D/loss', fake_loss.detach() + real_loss)
+            _backward('Dreal', real_loss, gain)
+
+    def state_dict(self):
+        return dict()
+
+    def load_state_dict(self, state):
+        del state  # Nothing to restore.
+
+# ----------------------------------------------------------------------------

@@ -64,6 +64,7 @@ def training_loop(
     progress_fn             = None,     # Callback: progress_fn(cur_kimg, total_kimg) once per tick.
     resume_state            = None,     # Training-state file of an interrupted run: continue it exactly.
     keep_snapshots          = None,     # Keep only the newest N snapshots; None = keep all.
+    pretrained_encoders     = None,     # StyleGAN-T: where the text encoder and D's ViT come from (training/encoders.py).
     device                  = None,     # Device of this process; None = cuda:<rank> if available, else CPU.
 ):
     start_time = time.time()
@@ -80,12 +81,10 @@ def training_loop(
 
     # Networks, from scratch or from a pickle; all processes start from rank 0's weights.
     G, D, G_ema = construct_networks(training_set=training_set, G_kwargs=G_kwargs, D_kwargs=D_kwargs,
-        resume_pkl=resume_pkl, exact=saved_state is not None, rank=rank, device=device)
+        resume_pkl=resume_pkl, exact=saved_state is not None, rank=rank, device=device,
+        pretrained_encoders=pretrained_encoders)
     if rank == 0:
-        z = torch.empty([batch_gpu, G.z_dim], device=device)
-        c = torch.empty([batch_gpu, G.c_dim], device=device)
-        img = misc.print_module_summary(G, [z, c])
-        misc.print_module_summary(D, [img, c])
+        print_summaries(G=G, D=D, batch_gpu=batch_gpu, device=device)
     augment_pipe = setup_augment_pipe(augment_kwargs=augment_kwargs, augment_p=augment_p, ada_target=ada_target,
         device=device)
     broadcast_from_rank0([G, D, G_ema, augment_pipe], num_gpus=num_gpus, rank=rank)
@@ -215,14 +214,20 @@ def open_training_data(training_set_kwargs, data_loader_kwargs, random_seed, num
     return training_set, iter(loader)
 
 
-def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank, device):
-    """(G, D, G_ema), with the weights of `resume_pkl` if given. An exact continuation must restore every tensor."""
+def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank, device, pretrained_encoders=None):
+    """(G, D, G_ema), with the weights of `resume_pkl` if given. An exact continuation must restore every tensor.
+    A config may set c_dim itself (StyleGAN-T: the width of the text embedding of a caption dataset). Pretrained
+    encoders are copied in on rank 0 for a new run (the other processes receive every weight from rank 0)."""
     if rank == 0:
         print('Constructing networks...')
     common_kwargs = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
                          img_channels=training_set.num_channels)
-    G = dnnlib.util.construct_class_by_name(**G_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
-    D = dnnlib.util.construct_class_by_name(**D_kwargs, **common_kwargs).train().requires_grad_(False).to(device)
+    G = dnnlib.util.construct_class_by_name(**{**common_kwargs, **G_kwargs}).train().requires_grad_(False).to(device)
+    D = dnnlib.util.construct_class_by_name(**{**common_kwargs, **D_kwargs}).train().requires_grad_(False).to(device)
+    if pretrained_encoders is not None and resume_pkl is None and rank == 0:
+        from training import encoders
+        print('Copying in the pretrained encoders...')
+        encoders.fill_pretrained(G, D, pretrained_encoders)
     G_ema = copy.deepcopy(G).eval()
     if resume_pkl is not None:
         if rank == 0:
@@ -235,6 +240,20 @@ def construct_networks(training_set, G_kwargs, D_kwargs, resume_pkl, exact, rank
             elif exact:
                 raise ValueError(f'{resume_pkl} has no {name}; continuing a run needs its G, D and G_ema')
     return G, D, G_ema
+
+
+def print_summaries(G, D, batch_gpu, device):
+    """Prints G's and D's layers with their output shapes. The forward passes leave every buffer as it was: in
+    training mode they may update running state (StyleGAN-T's spectral norms), which an exact continuation must
+    not see changed."""
+    saved = [(buffer, buffer.clone()) for net in (G, D) for buffer in net.buffers()]
+    z = torch.empty([batch_gpu, G.z_dim], device=device)
+    c = torch.empty([batch_gpu, G.c_dim], device=device)
+    img = misc.print_module_summary(G, [z, c])
+    misc.print_module_summary(D, [img, c])
+    with torch.no_grad():
+        for buffer, value in saved:
+            buffer.copy_(value)
 
 
 def setup_augment_pipe(augment_kwargs, augment_p, ada_target, device):
@@ -294,16 +313,24 @@ def fetch_batch(data_iter, training_set, state, num_phases, z_dim, batch_gpu, de
     with torch.autograd.profiler.record_function('data_fetch'):
         real_img, real_c = next(data_iter)
         real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-        real_c = real_c.to(device).split(batch_gpu)
+        real_c = split_labels(real_c, batch_gpu, device)
         batch_per_gpu = state.batch_size // state.num_gpus
         own = slice(state.rank * batch_per_gpu, (state.rank + 1) * batch_per_gpu)
         all_z = torch.randn([num_phases, state.batch_size, z_dim], generator=state.latent_rng)
         all_c_idx = torch.randint(len(training_set), [num_phases, state.batch_size], generator=state.latent_rng)
         fakes = []
         for phase_z, phase_c_idx in zip(all_z, all_c_idx):
-            labels = np.stack([training_set.get_label(int(i)) for i in phase_c_idx[own]])
-            fakes.append((phase_z[own].to(device).split(batch_gpu), torch.from_numpy(labels).to(device).split(batch_gpu)))
+            labels = [training_set.get_label(int(i)) for i in phase_c_idx[own]]
+            labels = labels if training_set.has_captions else torch.from_numpy(np.stack(labels))
+            fakes.append((phase_z[own].to(device).split(batch_gpu), split_labels(labels, batch_gpu, device)))
     return (real_img, real_c), fakes
+
+
+def split_labels(labels, batch_gpu, device):
+    """Rounds of `batch_gpu` labels: tensors on `device`, captions (a list of str) as lists."""
+    if isinstance(labels, (list, tuple)):
+        return [list(labels[start:start + batch_gpu]) for start in range(0, len(labels), batch_gpu)]
+    return labels.to(device).split(batch_gpu)
 
 
 def run_phase(phase, loss, reals, gen_z, gen_c, num_rounds, num_gpus, cur_nimg):
@@ -559,13 +586,28 @@ def export_sample_grids(run_dir, training_set, G_ema, random_seed, batch_gpu, de
     if not os.path.isfile(os.path.join(run_dir, 'reals.png')):
         save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
     grid_rng = torch.Generator().manual_seed(random_seed)
+    if training_set.has_captions:  # The fakes get the captions of the reals shown in reals.png.
+        from training import encoders
+        captions = [str(caption) for caption in labels]
+        write_captions(captions, grid_size, os.path.join(run_dir, 'captions.txt'))
+        grid_c = encoders.encode_prompts(G_ema, captions, device=device)
+    else:
+        grid_c = torch.from_numpy(labels).to(device)
     grid = dnnlib.EasyDict(size=grid_size,
-                           z=torch.randn([labels.shape[0], G_ema.z_dim], generator=grid_rng).to(device).split(batch_gpu),
-                           c=torch.from_numpy(labels).to(device).split(batch_gpu))
+                           z=torch.randn([len(labels), G_ema.z_dim], generator=grid_rng).to(device).split(batch_gpu),
+                           c=grid_c.split(batch_gpu))
     if write_init:
         save_image_grid(generate_grid_images(G_ema, grid.z, grid.c), os.path.join(run_dir, 'fakes_init.png'),
                         drange=[-1, 1], grid_size=grid_size)
     return grid
+
+
+def write_captions(captions, grid_size, path):
+    """The captions of a grid, one line per tile, rows in order and separated by a blank line."""
+    columns = grid_size[0]
+    rows = [captions[start:start + columns] for start in range(0, len(captions), columns)]
+    text = '\n\n'.join('\n'.join(row) for row in rows) + '\n'
+    snapshots.write_atomically(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def setup_snapshot_image_grid(training_set, random_seed=0, max_grid_size=(32, 32)):
