@@ -6,9 +6,10 @@
     python gen_images.py --outdir=out --seeds=0-35 --class=1 --network=cond-cifar10.pkl
     python gen_images.py --outdir=out --projected-w=out/projected_w.npz --network=ffhq.pkl
     python gen_images.py --outdir=out --seeds=0-3 --scale=2 --network=creps-ffhq.pkl
+    python gen_images.py --outdir=out --seeds=0-3 --prompt='a lighthouse at dusk' --network=stylegan-t.pkl
 
-The helpers at the top (seed lists, loading a generator, device choice, rendering scale, image
-conversion and atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
+The helpers at the top (seed lists, loading a generator, device choice, labels and prompts, rendering
+scale, image conversion and atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
 """
 
 import math
@@ -25,7 +26,7 @@ import torch
 import dnnlib
 import dnnlib.cli
 import legacy
-from training import networks_creps
+from training import encoders, networks_creps
 
 # ----------------------------------------------------------------------------
 # Option parsing.
@@ -110,6 +111,9 @@ def load_generator(network_pkl, device, option='--network', verbose=True):
 
 def make_label(G, class_idx, device, verbose=True):
     """The conditioning label [1, c_dim]: one-hot for --class, empty for unconditional networks."""
+    if is_text_conditional(G):  # Its c_dim counts embedding entries, not classes: --class would mislead.
+        raise click.ClickException('this network draws images from text (StyleGAN-T), and this tool takes no '
+                                   'prompts: use gen_images.py or gen_video.py with --prompt')
     label = torch.zeros([1, G.c_dim], device=device)
     if G.c_dim != 0:
         if class_idx is None:
@@ -122,6 +126,72 @@ def make_label(G, class_idx, device, verbose=True):
     elif class_idx is not None and verbose:
         print(f'warn: --class={class_idx} ignored when running on an unconditional network', file=sys.stderr)
     return label
+
+
+def is_text_conditional(G):
+    """True for text-to-image generators (StyleGAN-T with a text encoder): their c is a prompt's embedding."""
+    return getattr(G, 'text_encoder', None) is not None
+
+
+def read_prompts(prompt, prompts_file):
+    """The prompts of --prompt or --prompts, or None for neither; checked before any network is loaded."""
+    if prompt is not None and prompts_file is not None:
+        raise click.ClickException('--prompt and --prompts both give the text: use one of them')
+    if prompt is not None:
+        if not prompt.strip():
+            raise click.ClickException("--prompt is empty: describe the image, e.g. --prompt='a red bicycle'")
+        return [prompt]
+    return read_prompts_file(prompts_file) if prompts_file is not None else None
+
+
+def read_prompts_file(path, option='--prompts'):
+    """The non-blank lines of a UTF-8 text file, without surrounding white space."""
+    if not os.path.isfile(path):
+        raise click.ClickException(f'{option}: no such file: {path}')
+    try:
+        with open(path, encoding='utf-8-sig') as f:  # -sig: skips the byte-order mark some editors write.
+            prompts = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as e:
+        raise click.ClickException(f'{option}: {path} is not UTF-8 text (invalid byte at offset {e.start}): save it as '
+                                   f'UTF-8') from None
+    except OSError as e:
+        raise click.ClickException(f'{option}: cannot read {path}: {e.strerror or e}') from None
+    if not prompts:
+        raise click.ClickException(f'{option}: {path} holds no prompts: write one prompt per line')
+    return prompts
+
+
+def check_prompt_use(G, class_idx, prompts, option='--prompt'):
+    """Refuses prompts for networks without a text encoder, and text networks without a prompt or with --class."""
+    if not is_text_conditional(G):
+        if prompts is not None:
+            fix = f'leave out {option}' + (f' and pick a class with --class=0..{G.c_dim - 1}' if G.c_dim else '')
+            raise click.ClickException(f'{option}: this network has no text encoder (only StyleGAN-T networks trained '
+                                       f'on captions take prompts): {fix}')
+        return
+    if class_idx is not None:
+        raise click.ClickException('--class: this network is conditioned on text, not on classes: describe the image '
+                                   'with --prompt instead')
+    if prompts is None:
+        raise click.ClickException("this network draws images from text: describe the image with --prompt='TEXT'")
+
+
+def embed_prompts(G, prompts, device, option='--prompt'):
+    """One text embedding [1, c_dim] per prompt. Each prompt is encoded on its own, so that its images do not
+    depend on which other prompts share the batch (batched matrix products may round differently)."""
+    try:
+        return [encoders.encode_prompts(G, [prompt], device=device) for prompt in prompts]
+    except encoders.EncoderError as e:
+        raise click.ClickException(f'{option}: {e}') from None
+
+
+def make_labels(G, class_idx, prompts, device, option='--prompt', verbose=True):
+    """The conditioning of the images: one embedding [1, c_dim] per prompt for a text-to-image network, else the
+    single label of make_label(). Refuses prompts and classes that do not fit the network."""
+    check_prompt_use(G, class_idx, prompts, option)
+    if is_text_conditional(G):
+        return embed_prompts(G, prompts, device, option)
+    return [make_label(G, class_idx, device, verbose=verbose)]
 
 
 def seed_to_z(seed, z_dim):
@@ -222,6 +292,8 @@ def load_projected_w(path, G, device):
 @click.option('--seeds', type=parse_seeds, help='Seeds of the latents, one image each, e.g. 0-3,7', metavar='LIST')
 @click.option('--trunc', 'truncation_psis', type=dnnlib.cli.FiniteFloatList(), help='Pull w towards the average by this factor (1 = none); a list, e.g. 0.5,0.7,1, renders each', default='1', show_default=True, metavar='FLOAT[,FLOAT...]')
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class index for conditional networks')
+@click.option('--prompt', help='Text of every image, for text-to-image networks (StyleGAN-T)', metavar='TEXT')
+@click.option('prompts_file', '--prompts', help='UTF-8 file of prompts, one a line (blank lines skipped): renders every seed for every prompt, and prompt-grid.png (a row per prompt, a column per seed)', metavar='FILE')
 @click.option('--noise-mode', help='Per-pixel noise inputs: stored, fresh, or off', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--translate', help='Shift the output by X,Y (StyleGAN3 only)', type=parse_vec2, default='0,0', show_default=True, metavar='VEC2')
 @click.option('--rotate', help='Rotate the output by this many degrees (StyleGAN3 only)', type=dnnlib.cli.FiniteFloat(), default=0, show_default=True, metavar='ANGLE')
@@ -231,8 +303,8 @@ def load_projected_w(path, G, device):
 @click.option('--mix-seeds', help='Write mix-grid.png: rows --seeds, columns these seeds, each tile a row with the column\'s styles at --mix-layers', type=parse_seeds, metavar='LIST')
 @click.option('--mix-layers', help='Style inputs (ws) that --mix-seeds take from the column seed', type=parse_range, default='0-6', show_default=True, metavar='LIST')
 @click.option('--outdir', help='Folder for the PNG files (created if needed)', type=str, required=True, metavar='DIR')
-def generate_images(network_pkl, seeds, truncation_psis, class_idx, noise_mode, translate, rotate, projected_w, scale,
-                    grid, mix_seeds, mix_layers, outdir):
+def generate_images(network_pkl, seeds, truncation_psis, class_idx, prompt, prompts_file, noise_mode, translate, rotate,
+                    projected_w, scale, grid, mix_seeds, mix_layers, outdir):
     """Render images from a network pickle: one PNG per seed, or one per saved latent.
 
     \b
@@ -254,6 +326,11 @@ def generate_images(network_pkl, seeds, truncation_psis, class_idx, noise_mode, 
     # Grids: seeds by truncation (after the image of w_avg), and style mixing of rows and columns.
     python gen_images.py --outdir=out --seeds=0-5 --trunc=0.5,0.7,1 --grid --network=ffhq.pkl
     python gen_images.py --outdir=out --seeds=0-3 --mix-seeds=10-14 --mix-layers=0-3 --network=ffhq.pkl
+    \b
+    # A text-to-image network (StyleGAN-T): one prompt for every seed, or a file of prompts, which also
+    # writes prompt-grid.png (a row per prompt, a column per seed) beside seedSSSS-promptPP.png.
+    python gen_images.py --outdir=out --seeds=0-3 --prompt='a lighthouse at dusk' --network=stylegan-t.pkl
+    python gen_images.py --outdir=out --seeds=0-7 --prompts=prompts.txt --trunc=0.8 --network=stylegan-t.pkl
     """
     if seeds is None and projected_w is None:
         raise click.ClickException('specify --seeds or --projected-w')
@@ -261,13 +338,18 @@ def generate_images(network_pkl, seeds, truncation_psis, class_idx, noise_mode, 
         raise click.ClickException('--grid and --mix-seeds render seeds; they cannot be used with --projected-w')
     if mix_seeds is not None and len(truncation_psis) > 1:
         raise click.ClickException('--mix-seeds renders one truncation: give a single --trunc value')
+    prompts = read_prompts(prompt, prompts_file)
+    prompt_option = '--prompts' if prompts_file is not None else '--prompt'
+    if prompts_file is not None and projected_w is None and (grid or mix_seeds is not None):
+        raise click.ClickException('--grid and --mix-seeds take a single --prompt; --prompts writes its own grid, '
+                                   'prompt-grid.png (a row per prompt, a column per seed)')
     dnnlib.cli.check_output_dir(outdir, '--outdir')
     device = choose_device(verbose=False)
     G = load_generator(network_pkl, device)
     set_input_transform(G, translate, rotate)
     scaled = rendering_scale(G, scale)
     ws = load_projected_w(projected_w, G, device) if projected_w is not None else None
-    label = make_label(G, class_idx, device) if projected_w is None else None
+    labels = make_labels(G, class_idx, prompts, device, option=prompt_option) if projected_w is None else None
     report_device(device)
     force_fp32 = (device.type != 'cuda')  # Half precision on the CPU is slow and not supported everywhere.
     if projected_w is not None:
@@ -275,20 +357,22 @@ def generate_images(network_pkl, seeds, truncation_psis, class_idx, noise_mode, 
             print('warn: --seeds is ignored when using --projected-w', file=sys.stderr)
         if class_idx is not None:
             print('warn: --class is ignored when using --projected-w (the latents already hold it)', file=sys.stderr)
+        if prompts is not None:
+            print(f'warn: {prompt_option} is ignored when using --projected-w (the latents already hold the text)',
+                  file=sys.stderr)
         print(f'Generating {ws.shape[0]} images from "{projected_w}"...')
         images = projected_images(G, ws, noise_mode=noise_mode, force_fp32=force_fp32)
     else:
         if mix_seeds is not None:
             check_layers(G, mix_layers, '--mix-layers')
         render = dict(noise_mode=noise_mode, force_fp32=force_fp32)
-        images = []
-        if grid:
-            images.append(('trunc-grid.png', truncation_grid(G, seeds, truncation_psis, label, **render)))
-        if mix_seeds is not None:
-            images.append(('mix-grid.png', style_mixing_grid(G, seeds, mix_seeds, mix_layers, label,
-                                                             truncation_psi=truncation_psis[0], **render)))
-        if not images:
-            images = seed_images(G, seeds, label, truncation_psis=truncation_psis, **render)
+        if prompts_file is not None:
+            print_prompts(prompts)
+            images = prompt_images(G, seeds, labels, truncation_psis=truncation_psis, **render)
+        elif grid or mix_seeds is not None:
+            images = grid_images(G, seeds, labels[0], truncation_psis, grid, mix_seeds, mix_layers, **render)
+        else:
+            images = seed_images(G, seeds, labels[0], truncation_psis=truncation_psis, **render)
     os.makedirs(outdir, exist_ok=True)
     try:
         with scaled:
@@ -314,6 +398,38 @@ def seed_images(G, seeds, label, truncation_psis, noise_mode, force_fp32):
             fname = f'seed{seed:04d}.png' if len(truncation_psis) == 1 else f'seed{seed:04d}-trunc{psi:g}.png'
             yield fname, render_seed(G, seed, label, truncation_psi=psi, noise_mode=noise_mode, force_fp32=force_fp32)
 
+
+def print_prompts(prompts):
+    """Says which prompt each index in the file names stands for (blank lines of the file are not counted)."""
+    for prompt_idx, prompt in enumerate(prompts):
+        print(f'prompt{prompt_idx:02d}: {prompt}')
+
+
+def prompt_images(G, seeds, labels, truncation_psis, noise_mode, force_fp32):
+    """(file name, image) of every prompt embedding in `labels` and seed, and per truncation the grid of them:
+    a row per prompt, a column per seed. The grid reuses the single images' tiles, so the two always agree."""
+    for psi in truncation_psis:
+        suffix = '' if len(truncation_psis) == 1 else f'-trunc{psi:g}'
+        tiles = []
+        for prompt_idx, label in enumerate(labels):
+            for seed in seeds:
+                print(f'Generating image for seed {seed}, prompt{prompt_idx:02d} ({len(tiles) + 1}/{len(labels) * len(seeds)}) ...')
+                tiles.append(to_tile(render_seed(G, seed, label, truncation_psi=psi, noise_mode=noise_mode,
+                                                 force_fp32=force_fp32)))
+                yield f'seed{seed:04d}-prompt{prompt_idx:02d}{suffix}.png', tiles[-1]
+        yield f'prompt-grid{suffix}.png', tile_images(tiles, num_cols=len(seeds))
+
+
+def grid_images(G, seeds, label, truncation_psis, grid, mix_seeds, mix_layers, noise_mode, force_fp32):
+    """(file name, image) of the --grid and --mix-seeds grids. A generator, so that they are rendered where the
+    caller iterates, inside its rendering scale."""
+    render = dict(noise_mode=noise_mode, force_fp32=force_fp32)
+    if grid:
+        yield 'trunc-grid.png', truncation_grid(G, seeds, truncation_psis, label, **render)
+    if mix_seeds is not None:
+        yield 'mix-grid.png', style_mixing_grid(G, seeds, mix_seeds, mix_layers, label, truncation_psi=truncation_psis[0],
+                                                **render)
+
 # ----------------------------------------------------------------------------
 # Grids. Every tile is rendered on its own, exactly as the single image of the same seed would be.
 
@@ -323,9 +439,14 @@ def render_seed(G, seed, label, truncation_psi, noise_mode, force_fp32):
     return G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=force_fp32)
 
 
-def render_average_w(G, noise_mode, force_fp32):
+def render_average_w(G, noise_mode, force_fp32, label=None):
     """The image of w_avg, the point truncation pulls every latent toward (what --trunc=0 gives)."""
-    ws = G.mapping.w_avg.reshape(1, 1, G.w_dim).repeat(1, G.num_ws, 1)
+    if is_text_conditional(G):
+        # w_avg covers only the latent part of w; the rest is the prompt's embedding, which mapping appends.
+        # Truncation by 0 replaces the latent part by w_avg exactly, whatever z is.
+        ws = G.mapping(torch.zeros([1, G.z_dim], device=label.device), label, truncation_psi=0)
+    else:
+        ws = G.mapping.w_avg.reshape(1, 1, G.w_dim).repeat(1, G.num_ws, 1)
     return G.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32)
 
 
@@ -364,7 +485,7 @@ def to_tile(img):
 
 def truncation_grid(G, seeds, truncation_psis, label, noise_mode, force_fp32):
     """uint8 HWC: a row per seed; its first tile the image of w_avg, then one tile per truncation."""
-    base = to_tile(render_average_w(G, noise_mode=noise_mode, force_fp32=force_fp32))
+    base = to_tile(render_average_w(G, noise_mode=noise_mode, force_fp32=force_fp32, label=label))
     tiles = []
     for seed_idx, seed in enumerate(seeds):
         print(f'Generating grid row for seed {seed} ({seed_idx + 1}/{len(seeds)}) ...')
@@ -382,7 +503,7 @@ def style_mixing_grid(G, row_seeds, col_seeds, layers, label, truncation_psi, no
     tiles_out = tiles_out if tiles_out is not None else dict()
     for seed in dict.fromkeys(list(row_seeds) + list(col_seeds)):
         tiles_out[(seed, seed)] = to_tile(render_seed(G, seed, **render))
-    tiles = [to_tile(render_average_w(G, noise_mode=noise_mode, force_fp32=force_fp32))]
+    tiles = [to_tile(render_average_w(G, noise_mode=noise_mode, force_fp32=force_fp32, label=label))]
     tiles += [tiles_out[(seed, seed)] for seed in col_seeds]
     for row_idx, row_seed in enumerate(row_seeds):
         print(f'Generating style-mixing row for seed {row_seed} ({row_idx + 1}/{len(row_seeds)}) ...')

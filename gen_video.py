@@ -4,6 +4,7 @@
         --network=https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl
 
     python gen_video.py --output=lerp.mp4 --seeds=0-7 --grid=2x1 --scale=2 --network=creps-ffhq.pkl
+    python gen_video.py --output=lerp.mp4 --seeds=0-7 --prompt='a lighthouse at dusk' --network=stylegan-t.pkl
 """
 
 import contextlib
@@ -134,10 +135,11 @@ def render_video(G, output, seeds, label, *, shuffle_seed=None, grid_w=1, grid_h
 @click.option('--w-frames', type=click.IntRange(min=1), help='Frames from one keyframe to the next', default=120, show_default=True, metavar='INT')
 @click.option('--trunc', 'truncation_psi', type=dnnlib.cli.FiniteFloat(), help='Pull w towards the average by this factor (1 = none)', default=1, show_default=True)
 @click.option('--class', 'class_idx', type=click.IntRange(min=0), help='Class label for conditional networks')
+@click.option('--prompt', help='Text of the whole video, for text-to-image networks (StyleGAN-T)', metavar='TEXT')
 @click.option('--scale', help='Render at this multiple of the training resolution (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
 @click.option('--output', help='Video file to write (.mp4, .mkv, .mov, .avi or .m4v)', type=str, required=True, metavar='FILE')
-def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, scale,
-                   output):
+def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, prompt,
+                   scale, output):
     """Render a looping video that glides through the latents of the given seeds.
 
     Every cell of the --grid shows its own sequence of keyframes; w moves between them along
@@ -145,7 +147,8 @@ def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fram
     num_keyframes * w_frames frames at 60 fps, where num_keyframes defaults to the number of
     seeds divided by W*H (which must then divide evenly). Keyframe seeds are taken from
     --seeds in order, cycling when more are needed, and optionally shuffled. --scale renders
-    a CREPS network at that multiple of its training resolution.
+    a CREPS network at that multiple of its training resolution. A text-to-image network
+    (StyleGAN-T) needs --prompt: the latents move, the text stays.
 
     \b
     Example:
@@ -157,10 +160,11 @@ def generate_video(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_fram
     if num_keyframes is None and len(seeds) % (grid_w * grid_h) != 0:
         raise click.ClickException(f'the number of seeds ({len(seeds)}) must be divisible by the grid size '
                                    f'W*H = {grid_w * grid_h}, or give --num-keyframes')
+    prompts = gen_images.read_prompts(prompt, None)
     dnnlib.cli.check_output_file(output, '--output', extensions=VIDEO_EXTENSIONS)
     device = gen_images.choose_device(verbose=False)
     G = gen_images.load_generator(network_pkl, device)
-    label = gen_images.make_label(G, class_idx, device)
+    label = gen_images.make_labels(G, class_idx, prompts, device)[0]
     check_frame_size(G, scale, grid_w, grid_h)
     gen_images.report_device(device)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)

@@ -1,12 +1,12 @@
-"""Interactive explorer of generator networks (StyleGAN2, StyleGAN3, CREPS), e.g.
+"""Interactive explorer of generator networks (StyleGAN2, StyleGAN3, CREPS, StyleGAN-T), e.g.
 
     python visualizer.py stylegan3-r-afhqv2-512x512.pkl network-snapshot-005000.pkl
     python visualizer.py --browse-dir=training-runs --capture-dir=captures
 
-A window with panels on the left (pickle, latent, style mixing, truncation and noise, equivariance,
-layers and their spectra, performance, capture) and the image on the right. Rendering runs on a
-background thread, so the window stays responsive while a large network renders on the CPU.
-Without a screen, run it under Xvfb: xvfb-run -s '-screen 0 1280x1024x24' python visualizer.py ...
+A window with panels on the left (pickle, latent with the class or text prompt, style mixing,
+truncation and noise, equivariance, layers and their spectra, performance, capture) and the image
+on the right. Rendering runs on a background thread, so the window stays responsive while a large
+network renders on the CPU. Without a screen, run it under Xvfb: xvfb-run -s '-screen 0 1280x1024x24' python visualizer.py ...
 
 --script=FILE drives the window from a command file (see viz/script.py): reproducible screenshots,
 demos and tests.

@@ -147,6 +147,15 @@ def test_creps_scale(nets, tmp_path):
         np.testing.assert_array_equal(png, expected)
     assert G.synthesis.b4.input.coords.shape[1] == 32  # The test's own renderings were restored too.
 
+    # Grids are rendered at the scale too: the image of w_avg, then the image of seed 7.
+    r = _gen(f'--network={nets["creps_pkl"]}', '--seeds=7', '--trunc=0.7', '--scale=2', '--grid', f'--outdir={tmp_path / "grid"}')
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad(), networks_creps.rendering_scale(G, 2):
+        expected = images_to_uint8(G(_seed_z(7, G.z_dim), torch.zeros([1, 0]), truncation_psi=0.7))[0]
+    grid = _read_png(tmp_path / 'grid' / 'trunc-grid.png')
+    assert grid.shape == (64, 128, 3)
+    np.testing.assert_array_equal(grid[:, 64:], expected)
+
 
 @pytest.mark.parametrize('case', ['no_class', 'class_out_of_range', 'missing_pickle', 'not_a_network',
                                   'translate_stylegan2', 'bad_projected_w', 'scale_stylegan2', 'scale_too_small',

@@ -260,6 +260,31 @@ def test_scale_panel_hidden_for_other_networks(nets, tmp_path):
     assert state['request']['scale'] == 1 and state['request']['translate'] == [0, 0]
 
 
+def test_text_network_prompt_in_the_latent_panel(tmp_path_factory, tmp_path):
+    """A text-to-image network shows the image of empty text with a note until a prompt is typed; then the
+    image of gen_images.py --prompt."""
+    _skip_without_gui()
+    import stylegan_t_networks
+    pkl = stylegan_t_networks.text_network(tmp_path_factory)
+    result = _visualize(tmp_path, '\n'.join([
+        'wait', 'write-state empty.json',
+        "set latent.seed=3 trunc.psi=0.7 latent.prompt='a red bicycle'",
+        'wait', 'save-window prompt.png', 'save-image prompt-image.png', 'write-state prompt.json',
+        'quit',
+    ]), pkl)
+    _check_ok(result)
+    empty = _state(tmp_path / 'empty.json')
+    assert empty['error'] is None and any('type a prompt' in note for note in empty['notes'])
+    assert empty['network']['kind'] == 'StyleGAN-T' and empty['network']['has_text_encoder']
+    state = _state(tmp_path / 'prompt.json')
+    assert state['shown_request']['prompt'] == 'a red bicycle' and state['image_is_current'] and not state['notes']
+
+    _gen_images(pkl, tmp_path / 'gen', '--seeds=3', '--trunc=0.7', '--prompt=a red bicycle')
+    expected = _png(tmp_path / 'gen' / 'seed0003.png')
+    np.testing.assert_array_equal(_png(tmp_path / 'prompt-image.png'), expected)
+    _assert_close(_view_pixels(tmp_path / 'prompt.png', state), expected)
+
+
 @pytest.mark.parametrize('case', ['bad_script', 'no_display'])
 def test_startup_errors_are_one_line(nets, tmp_path, case):
     if _gui_modules_missing():

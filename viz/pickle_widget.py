@@ -37,6 +37,14 @@ def list_folder(directory):
     return folders, pickles
 
 
+def conditioning_summary(network):
+    """', text prompts', ', 10 classes' or '' for the network summary line (a text network's c_dim counts
+    embedding entries, not classes)."""
+    if network.has_text_encoder:
+        return ', text prompts'
+    return f', {network.c_dim} classes' if network.c_dim else ''
+
+
 class PickleWidget(Widget):
     panel_name = 'pickle'
     title = 'Pickle'
@@ -84,9 +92,8 @@ class PickleWidget(Widget):
 
         network = self.viz.network
         if network is not None and network.pkl == self.current:
-            classes = f', {network.c_dim} classes' if network.c_dim else ''
             imgui_utils.dim_text(f'{network.kind}, {network.img_resolution}x{network.img_resolution}, '
-                                 f'{network.img_channels} channels{classes}')
+                                 f'{network.img_channels} channels{conditioning_summary(network)}')
         error = self.viz.shown_error
         if error and network is None:  # A pickle that did not load; other errors show over the image only.
             imgui_utils.error_text(error)

@@ -1,7 +1,7 @@
 """Builds the visualizer's images from render requests, with no GUI involved.
 
-A `RenderRequest` says everything about one image (pickle, seed, truncation, mixing, layer view,
-transform, ...); `Renderer.render` turns it into a `RenderResult` holding a uint8 image or a
+A `RenderRequest` says everything about one image (pickle, seed, class or prompt, truncation, mixing,
+layer view, transform, ...); `Renderer.render` turns it into a `RenderResult` holding a uint8 image or a
 one-line error for the window. Integer seeds with the output view give exactly gen_images.py's
 image for the same options.
 """
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import gen_images
+from training import encoders
 
 # ----------------------------------------------------------------------------
 # Requests and results.
@@ -30,6 +31,7 @@ class RenderRequest:
     pkl: str = ''                   # Network pickle: path or URL.
     seed: float = 0.0               # Latent seed; a fractional seed blends the W of its two integer neighbours.
     class_idx: int = 0              # Class of a conditional network (ignored for unconditional ones).
+    prompt: str = ''                # Text of a text-to-image network (ignored by the others).
     psi: float = 1.0                # Truncation psi.
     cutoff: int | None = None       # Truncate only the first `cutoff` ws (None: all of them).
     noise_mode: str = 'const'       # 'const', 'random' or 'none'.
@@ -67,6 +69,7 @@ class NetworkInfo:
     has_fp16_layers: bool
     is_creps: bool
     device: str
+    has_text_encoder: bool = False  # A text-to-image network (StyleGAN-T): it renders the request's prompt.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +261,7 @@ class Renderer:
         self.device = device if device is not None else gen_images.choose_device(verbose=False)
         self.max_cached_networks = max_cached_networks
         self._networks = {}  # pkl -> (G, NetworkInfo), most recently used last.
+        self._last_prompt = None  # (weak reference to G, prompt, embedding) of the last prompt encoded.
 
     def render(self, request):
         result = RenderResult(request=request)
@@ -302,6 +306,8 @@ class Renderer:
         has_transform = gen_images.has_input_transform(G)
         if is_creps:
             kind = 'CREPS'
+        elif hasattr(G, 'text_encoder'):  # None in unconditional StyleGAN-T networks, but there.
+            kind = 'StyleGAN-T'
         elif has_transform:
             kind = 'StyleGAN3'
         elif hasattr(G.synthesis, 'block_resolutions'):
@@ -314,9 +320,22 @@ class Renderer:
             z_dim=int(G.z_dim), c_dim=int(G.c_dim), num_ws=int(G.num_ws), has_input_transform=has_transform,
             has_noise=any(getattr(m, 'use_noise', False) and hasattr(m, 'noise_const') for m in modules),
             has_fp16_layers=any(getattr(m, 'use_fp16', False) for m in modules),
-            is_creps=is_creps, device=str(self.device))
+            is_creps=is_creps, device=str(self.device), has_text_encoder=gen_images.is_text_conditional(G))
 
     # Latents.
+
+    def _prompt_embedding(self, G, prompt):
+        """[1, c_dim] text embedding of `prompt`. The last one is kept: every change of seed, truncation or layer
+        renders the same prompt again."""
+        cached = self._last_prompt
+        if cached is not None and cached[0]() is G and cached[1] == prompt:
+            return cached[2]
+        try:
+            embedding = encoders.encode_prompts(G, [prompt], device=self.device)
+        except encoders.EncoderError as e:
+            raise RenderError(str(e)) from None
+        self._last_prompt = (weakref.ref(G), prompt, embedding)
+        return embedding
 
     def _label(self, G, class_idx):
         label = torch.zeros([1, G.c_dim], device=self.device)
@@ -332,7 +351,8 @@ class Renderer:
         return G.mapping(z, label, truncation_psi=psi, truncation_cutoff=cutoff)
 
     def _ws(self, G, req):
-        label = self._label(G, req.class_idx)
+        text = gen_images.is_text_conditional(G)
+        label = self._prompt_embedding(G, req.prompt) if text else self._label(G, req.class_idx)
         ws = None
         for seed, weight in seed_weights(req.seed):
             part = self._seed_ws(G, seed, label, req.psi, req.cutoff)
@@ -365,6 +385,8 @@ class Renderer:
             raise RenderError(f'A rendering scale other than 1 needs a CREPS network; this one is {info.kind}')
 
         ws = self._ws(G, req)
+        if info.has_text_encoder and not req.prompt.strip():
+            result.notes.append('No prompt: showing the image of empty text; type a prompt in the Latent panel')
         force_fp32 = req.force_fp32 or self.device.type != 'cuda'
         capture = LayerCapture(G.synthesis, selected=req.layer, stop=req.stop_at_layer, row_bands=info.is_creps)
         with contextlib.ExitStack() as stack:
