@@ -6,8 +6,10 @@ Runs benchmarks/networks_sg2.py (StyleGAN2 64x64, channel_base 8192, channel_max
 G+D forward/backward step) and benchmarks/networks_sg3.py (StyleGAN3-T 64x64 with channel_base 8192,
 channel_max 256, and StyleGAN3-R with 16384/512: G forward and a G+D forward/backward step) and
 benchmarks/networks_creps.py (CREPS 64x64 with 16384/512, against its op-by-op reference formulation: G
-forward at scales 1, 2 and 4 with its peak memory, and a G+D forward/backward step), batch 4, one after the
-other in separate processes so none inherits another's caches. Each prints its own table.
+forward at scales 1, 2 and 4 with its peak memory, and a G+D forward/backward step) and
+benchmarks/networks_stylegan_t.py (StyleGAN-T's lite G at 64x64 with 8192/256 and D on DINO ViT-S/16: G
+forward and a G+D forward/backward step), batch 4, one after the other in separate processes so none
+inherits another's caches. Each prints its own table.
 """
 
 import argparse
@@ -25,7 +27,7 @@ def main():
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep + os.environ.get('PYTHONPATH', ''))
     status = 0
-    for script in ('networks_sg2.py', 'networks_sg3.py', 'networks_creps.py'):
+    for script in ('networks_sg2.py', 'networks_sg3.py', 'networks_creps.py', 'networks_stylegan_t.py'):
         print(f'=== {script}', flush=True)
         command = [sys.executable, os.path.join(HERE, script), '--repeats', str(args.repeats), '--threads', str(args.threads)]
         status |= subprocess.run(command, env=env).returncode

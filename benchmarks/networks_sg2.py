@@ -11,7 +11,6 @@ convolutions and matrix products, forward and backward) divided by the float32 m
 measured in the same run.
 """
 
-import argparse
 import os
 import sys
 
@@ -19,9 +18,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # Run from anywhere.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_utils.ops  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
-from timing import counted_flops, load_average, matmul_flops_per_second, median_seconds  # noqa: E402
+from timing import network_benchmark_options, print_network_timings, time_network_step  # noqa: E402
 
 # StyleGAN2 at 64x64 as configured for training by the official code (8 mapping layers, resnet D).
 G_KWARGS = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3, channel_base=8192,
@@ -56,45 +54,15 @@ def benchmark_stylegan2_cpu(batch_size=4, repeats=3, impls=('default', 'ref'), s
         loss = torch.nn.functional.softplus(-D(fakes, c)).sum() + torch.nn.functional.softplus(D(reals, c)).sum()
         loss.backward()
 
-    results = dict(flops=dict(G_forward=counted_flops(g_forward), GD_step=counted_flops(gd_step)),
-                   matmul_flops_per_s=matmul_flops_per_second())
-    saved_force_impl = torch_utils.ops.force_impl
-    try:
-        for impl in impls:
-            torch_utils.ops.force_impl = None if impl == 'default' else impl
-            results[impl] = dict(G_forward_s=median_seconds(g_forward, repeats),
-                                 GD_step_s=median_seconds(gd_step, repeats))
-    finally:
-        torch_utils.ops.force_impl = saved_force_impl
-    return results
+    return time_network_step(g_forward, gd_step, impls=impls, repeats=repeats)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--threads', type=int, default=None, help='torch.set_num_threads (default: unchanged)')
-    args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = network_benchmark_options(__doc__)
 
     results = benchmark_stylegan2_cpu(batch_size=args.batch, repeats=args.repeats)
-    print(f'StyleGAN2 64x64, channel_base 8192, channel_max 256, batch {args.batch}, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats}, load average {load_average()}')
-    rate = results['matmul_flops_per_s']
-    floors = {key: results['flops'][key] / rate for key in ['G_forward', 'GD_step']}
-    print(f'  floors: G forward {floors["G_forward"] * 1e3:.1f} ms ({results["flops"]["G_forward"] / 1e9:.1f} GFLOP), '
-          f'G+D step {floors["GD_step"] * 1e3:.1f} ms ({results["flops"]["GD_step"] / 1e9:.1f} GFLOP) '
-          f'at {rate / 1e9:.0f} GFLOP/s (torch.mm)')
-    for impl in [key for key in results if key not in ('flops', 'matmul_flops_per_s')]:
-        timings = results[impl]
-        print(f'  {impl:8s} G forward {timings["G_forward_s"] * 1e3:8.1f} ms '
-              f'({timings["G_forward_s"] / floors["G_forward"]:.1f}x floor)   '
-              f'G+D forward/backward {timings["GD_step_s"] * 1e3:8.1f} ms '
-              f'({timings["GD_step_s"] / floors["GD_step"]:.1f}x floor)')
-    if 'default' in results and 'ref' in results:
-        for key in ['G_forward_s', 'GD_step_s']:
-            print(f'  speed-up of default over ref, {key[:-2]}: {results["ref"][key] / results["default"][key]:.2f}x')
+    print_network_timings(f'StyleGAN2 64x64, channel_base 8192, channel_max 256, batch {args.batch}', results,
+                          args.repeats)
 
 
 if __name__ == '__main__':
