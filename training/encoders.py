@@ -17,8 +17,10 @@ A CLIP JSON file is an open_clip model config, registered under its file stem; a
 `{"model": TIMM_NAME, "kwargs": {...}}`, passed to `timm.create_model`.
 """
 
+import contextlib
 import functools
 import json
+import logging
 import os
 
 import numpy as np
@@ -53,6 +55,18 @@ def sources(clip_model=None, clip=None, dino_model=None, dino=None):
 def _first_line(err):
     text = str(err).strip().splitlines()
     return f'{type(err).__name__}: {text[0]}' if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def _libraries_quiet():
+    """Silences the log lines open_clip, timm and huggingface_hub write while fetching (a failure becomes our one
+    line instead)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _import(name, package):
@@ -90,7 +104,8 @@ def load_clip(clip_model=None, clip=None, device='cpu'):
         tags = ', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'
         raise EncoderError(f'--clip: {weights!r} is neither a file nor a pretrained tag of {name} (tags: {tags})')
     try:
-        net = open_clip.create_model(name, pretrained=weights, device=device)
+        with _libraries_quiet():
+            net = open_clip.create_model(name, pretrained=weights, device=device)
     except Exception as err:  # Offline fetches and unreadable files fail in many library-specific ways.
         hint = ('download the checkpoint where there is a network and pass --clip=PATH (or set STYLEGAN_CLIP)'
                 if not _looks_like_path(weights) else 'check that the file is an open_clip checkpoint of this model')
@@ -258,7 +273,8 @@ def load_dino(dino_model=None, dino=None):
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise EncoderError(f'--dino: no such checkpoint file: {checkpoint}')
     try:
-        net = timm.create_model(name, pretrained=checkpoint is None, **kwargs)
+        with _libraries_quiet():
+            net = timm.create_model(name, pretrained=checkpoint is None, **kwargs)
     except Exception as err:  # Unknown names, offline fetches and bad kwargs all end here.
         raise EncoderError(f'cannot create DINO model {name!r} ({_first_line(err)}); offline, download its weights '
                            f'where there is a network and pass --dino=PATH (or set STYLEGAN_DINO)') from None
