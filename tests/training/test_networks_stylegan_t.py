@@ -219,7 +219,8 @@ def test_clip_guidance_enters_the_generator_loss(standins):
 
 
 def test_offline_weights_fail_with_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)  # Read at import: set it directly.
     monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
     with pytest.raises(encoders.EncoderError) as err:
         encoders.load_dino('vit_small_patch16_224.dino', None)
