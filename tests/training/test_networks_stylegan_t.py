@@ -271,3 +271,32 @@ def test_pickle_round_trip_without_the_network_source(standins, tmp_path):
         again = data['G_ema'](z, encoders.encode_prompts(data['G_ema'], ['a red disc']), truncation_psi=0.8,
                               noise_mode='const')
     assert torch.equal(again, expected)
+
+
+def relative_error(a, b):
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+@pytest.mark.cuda
+def test_float16_blocks_and_discriminator_on_cuda(standins):
+    """On CUDA the top resolutions run in float16: close to float32 and to the CPU; D and a backward pass too."""
+    G, D = make_networks(standins, resolution=64)
+    assert all(block.use_fp16 for block in G.synthesis.children())  # The top 4 resolutions: all of 8..64.
+    z = torch.randn([4, 64])
+    c = encoders.encode_prompts(G, PROMPTS + ['a green triangle'])
+    with torch.no_grad():
+        img_cpu = G.eval()(z, c, noise_mode='const')
+        logits_cpu = D.eval()(img_cpu, c)
+    G_gpu, D_gpu = G.cuda(), D.cuda()
+    with torch.no_grad():
+        img16 = G_gpu(z.cuda(), c.cuda(), noise_mode='const')
+        img32 = G_gpu(z.cuda(), c.cuda(), noise_mode='const', force_fp32=True)
+        logits_gpu = D_gpu(img32, c.cuda())
+    assert img16.dtype == torch.float32 and torch.isfinite(img16).all()
+    assert relative_error(img16.cpu(), img32.cpu()) < 2e-2
+    assert relative_error(img32.cpu(), img_cpu) < 1e-3
+    assert relative_error(logits_gpu.cpu(), logits_cpu) < 1e-3
+    G_gpu.train().requires_grad_(True)
+    D_gpu.train()
+    D_gpu(G_gpu(z.cuda(), c.cuda()), c.cuda()).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in G_gpu.parameters() if p.grad is not None)
