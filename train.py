@@ -144,7 +144,7 @@ def launch_training(c, desc, outdir, dry_run, continue_dir):
             'Batch size': f'{c.batch_size} images',
             'Training duration': f'{c.total_kimg} kimg',
             'Dataset path': data.path,
-            'Dataset size': f'{data.max_size} images',
+            'Dataset size': f'{data.max_size} images' if 'max_size' in data else 'streamed from tar shards',
             'Dataset resolution': data.resolution,
             'Dataset labels': data.use_labels,
             'Dataset x-flips': data.xflip,
@@ -229,6 +229,31 @@ def init_dataset_kwargs(data, cond, resize=None):
     return kwargs, name, info
 
 
+def init_shard_dataset_kwargs(data, resize):
+    """A folder of tar shards, streamed: checks that finished shards exist and that a sample decodes; returns
+    (kwargs, name, info) as init_dataset_kwargs() does."""
+    from training import dataset as dataset_module
+    from training import shards
+    if resize is None:
+        raise click.ClickException('--data is a folder of tar shards, streamed at --img-resolution: pass it '
+                                   '(e.g. --img-resolution=64)')
+    if resize & (resize - 1):
+        raise click.ClickException(f'--img-resolution={resize} is not a power of two')
+    kwargs = dnnlib.EasyDict(class_name='training.dataset.ShardDataset', path=data, resolution=resize,
+                             use_labels=True, xflip=False)
+    try:
+        finished, unfinished = shards.find_shards(data)
+        with dnnlib.util.construct_class_by_name(**kwargs) as dataset_obj:
+            dataset_obj.peek(1)  # A folder whose first samples do not decode fails here, not in a worker.
+            name = dataset_obj.name
+    except dataset_module.DatasetError as err:
+        raise click.ClickException(f'--data: {err}') from None
+    if unfinished:
+        print(f'--data: leaving out {len(unfinished)} unfinished shard(s) (no _stats.json beside them yet)')
+    print(f'--data: streaming {len(finished)} finished shard(s)')
+    return kwargs, name, dnnlib.EasyDict(label_dim=0, num_channels=3)
+
+
 def int_if_integral(value):
     return int(value) if float(value).is_integer() else value
 
@@ -254,9 +279,20 @@ def parse_comma_separated_list(s):
     return [] if s in (None, '') or s.lower() == 'none' else s.split(',')
 
 
-def check_resume_pkl(resume, c, dataset_info):
-    """Refuses a network pickle that cannot initialise the networks of this configuration: another resolution,
-    tensors of other shapes under the same names, or nothing in common (another architecture)."""
+def check_freeze64_source(data, resume):
+    """--train-mode=freeze64 grows a 64x64 StyleGAN-T generator: refuses any other."""
+    G = data.get('G_ema') or data.get('G')
+    if G is None or type(G).__name__ != 'Generator' or not hasattr(G, 'encode_text') or G.img_resolution != 64:
+        what = 'no generator' if G is None else (f'a {G.img_resolution}x{G.img_resolution} StyleGAN-T generator'
+                                                 if hasattr(G, 'encode_text') else 'not a StyleGAN-T generator')
+        raise click.ClickException(f'--train-mode=freeze64 needs a 64x64 StyleGAN-T network as --resume; {resume} '
+                                   f'holds {what}')
+
+
+def check_resume_pkl(resume, c, dataset_info, growing=False):
+    """Refuses a network pickle that cannot initialise the networks of this configuration: another resolution
+    (except when freeze64 grows a 64x64 one), tensors of other shapes under the same names, or nothing in common
+    (another architecture)."""
     if not dnnlib.util.is_url(resume, allow_file_urls=True) and not os.path.isfile(resume):
         raise click.ClickException(f'--resume: no such file or run directory: {resume}')
     try:
@@ -264,6 +300,8 @@ def check_resume_pkl(resume, c, dataset_info):
             data = legacy.load_network_pkl(f)
     except (OSError, legacy.NetworkPickleError) as err:
         raise click.ClickException(f'--resume: {err}') from None
+    if growing:
+        check_freeze64_source(data, resume)
     resolution = c.training_set_kwargs.resolution
     common = dict(c_dim=dataset_info.label_dim, img_resolution=resolution, img_channels=dataset_info.num_channels)
     with torch.device('meta'):  # Shapes only; nothing is allocated.
@@ -274,7 +312,7 @@ def check_resume_pkl(resume, c, dataset_info):
         net = data[key]
         if net is None:
             continue
-        if getattr(net, 'img_resolution', resolution) != resolution:
+        if getattr(net, 'img_resolution', resolution) != resolution and not growing:
             raise click.ClickException(f'--resume: {key} in {resume} is for {net.img_resolution}x{net.img_resolution} '
                                        f'images, but the dataset is {resolution}x{resolution}')
         our_tensors = dict(misc.named_params_and_buffers(ours[key]))
@@ -396,6 +434,9 @@ def merge_continued_options(c, run_dir):
               help='StyleGAN-T: starting sigma of the blur of D\'s inputs, in pixels')
 @click.option('--blur-fade-kimg', metavar='KIMG', type=dnnlib.cli.FiniteFloat(min=0), default=1000, show_default=True,
               help='StyleGAN-T: kimg over which that blur fades to none')
+@click.option('--train-mode', type=click.Choice(['all', 'text-encoder', 'freeze64']), default='all', show_default=True,
+              help='StyleGAN-T: what of G trains: mapping and synthesis; only the text encoder (lr 3e-6); or only the '
+                   'layers above 64x64 and the ToRGB layers (--resume from a 64x64 network)')
 @click.option('--clip-model', metavar='NAME|JSON', type=str,
               help='StyleGAN-T: open_clip architecture, or an open_clip config file  [default: ViT-L-14, or STYLEGAN_CLIP_MODEL]')
 @click.option('--clip', metavar='TAG|PATH', type=str,
@@ -444,10 +485,11 @@ def main(**kwargs):
             opts[key] = os.path.expanduser(opts[key])
     if opts.resume is None or not os.path.isdir(opts.resume):
         dnnlib.cli.check_output_dir(opts.outdir, '--outdir')
-    check_metrics(opts.metrics, fetch_detectors=not opts.dry_run)
+    check_metrics(opts.metrics, fetch_detectors=False)
     check_processes(opts.gpus)
     c, dataset_name, dataset_info = build_config(opts)
     c, continue_dir = apply_resume(c, opts, dataset_info)
+    check_metrics(c.metrics, fetch_detectors=not opts.dry_run)  # Those that remain (streamed data drops some).
     desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}'
     if not is_stylegan_t(opts.cfg):
         desc += f'-gamma{opts.gamma:g}'
@@ -461,7 +503,7 @@ def main(**kwargs):
 
 
 # Options that only some configurations use: refused, with one line, where they would do nothing.
-STYLEGAN_T_ONLY = ('res_blocks', 'clip_weight', 'blur_init', 'blur_fade_kimg', 'clip_model', 'clip', 'dino_model', 'dino')
+STYLEGAN_T_ONLY = ('res_blocks', 'train_mode', 'clip_weight', 'blur_init', 'blur_fade_kimg', 'clip_model', 'clip', 'dino_model', 'dino')
 NOT_STYLEGAN_T = ('gamma', 'cond', 'aug', 'p', 'target', 'loss', 'freezed', 'map_depth', 'mbstd_group')
 PRESET_SIZES = {'stylegan-t-lite': dict(cbase=32768, cmax=512, res_blocks=2),
                 'stylegan-t-full': dict(cbase=65536, cmax=2048, res_blocks=3)}
@@ -537,11 +579,17 @@ def set_run_settings(c, opts):
 def build_stylegan_t_config(opts):
     """The training_loop() arguments of StyleGAN-T: text-conditional when the dataset has captions."""
     from training import encoders
+    from training import shards
     c = dnnlib.EasyDict()
     set_run_settings(c, opts)
     check_batch_split(batch=c.batch_size, processes=c.num_gpus, per_pass=c.batch_gpu, group=1)
-    c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=False,
-                                                                            resize=opts.img_resolution)
+    if shards.holds_shards(opts.data):
+        c.training_set_kwargs, dataset_name, dataset_info = init_shard_dataset_kwargs(data=opts.data,
+                                                                                      resize=opts.img_resolution)
+        check_streamed_metrics(c, opts)
+    else:
+        c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=False,
+                                                                                resize=opts.img_resolution)
     captioned = dataset_has_captions(c.training_set_kwargs)
     c.training_set_kwargs.use_labels = captioned
     c.training_set_kwargs.xflip = opts.mirror
@@ -573,6 +621,7 @@ def build_stylegan_t_config(opts):
     if opts.clip_weight > 0:
         c.loss_kwargs.clip_model = c.pretrained_encoders['clip_model']
         c.loss_kwargs.clip = c.pretrained_encoders['clip']
+    set_train_mode(c, opts, captioned)
     c.G_reg_interval = c.D_reg_interval = None  # No regularisation phases.
     c.ema_kimg = c.batch_size * 10 / 32
     if opts.fp32:
@@ -581,6 +630,45 @@ def build_stylegan_t_config(opts):
     if opts.nobench:
         c.cudnn_benchmark = False
     return c, dataset_name, dataset_info
+
+
+def set_train_mode(c, opts, captioned):
+    """--train-mode: which of G's parameters train (G_train_prefixes; D always trains). The text encoder's weights
+    are frozen buffers unless it is the one being tuned."""
+    if opts.train_mode == 'text-encoder':
+        if not captioned:
+            raise click.ClickException('--train-mode=text-encoder tunes the text encoder, which needs a dataset with '
+                                       'captions')
+        c.G_kwargs.text_encoder_kwargs.trainable = True
+        c.G_train_prefixes = ['text_encoder.']
+        c.G_opt_kwargs.lr = 3e-6 if opts.glr is None else opts.glr
+    elif opts.train_mode == 'freeze64':
+        resolution = c.training_set_kwargs.resolution
+        if resolution <= 64:
+            raise click.ClickException(f'--train-mode=freeze64 trains the layers above 64x64, but the images are '
+                                       f'{resolution}x{resolution}; pass a higher --img-resolution (e.g. 256)')
+        if opts.resume is None:
+            raise click.ClickException('--train-mode=freeze64 starts from a 64x64 StyleGAN-T network: pass it as '
+                                       '--resume=PKL')
+        blocks = [2 ** i for i in range(3, resolution.bit_length())]
+        c.G_train_prefixes = ([f'synthesis.b{res}.' for res in blocks if res > 64] +
+                              [f'synthesis.b{res}.torgb.' for res in blocks if res <= 64])
+
+
+def check_streamed_metrics(c, opts):
+    """Metrics on streamed shards: all but the COCO and CLIP-score ones read the training set by index, which needs
+    a zip dataset. The default
+    (fid50k_full) is dropped with a line; a metric asked for by name is refused."""
+    needs_zip = [metric for metric in c.metrics if not (metric.startswith('cs') or '_coco' in metric)]
+    if not needs_zip:
+        return
+    if 'metrics' in opts.explicit:
+        raise click.ClickException(f'--metrics={needs_zip[0]} reads the training set by index, which a folder of '
+                                   f'shards cannot do; make a zip of them with dataset_tool.py, or use metrics '
+                                   f'that need none (fid30k_coco64, fid30k_coco256, cs10k, cs10k_coco) or none')
+    print(f'--metrics: no {", ".join(needs_zip)} on streamed shards (it needs a zip dataset); pass e.g. '
+          f'--metrics=fid30k_coco64,cs10k')
+    c.metrics = [metric for metric in c.metrics if metric not in needs_zip]
 
 
 def dataset_has_captions(kwargs):
@@ -633,6 +721,10 @@ def build_config(opts):
                       group=c.D_kwargs.epilogue_kwargs.mbstd_group_size)
 
     # Training set and loss.
+    from training import shards
+    if shards.holds_shards(opts.data):
+        raise click.ClickException(f'--data: a folder of tar shards is streamed for --cfg=stylegan-t*; for '
+                                   f'--cfg={opts.cfg}, make a zip of it with dataset_tool.py')
     c.training_set_kwargs, dataset_name, dataset_info = init_dataset_kwargs(data=opts.data, cond=opts.cond,
                                                                             resize=opts.img_resolution)
     c.training_set_kwargs.use_labels = opts.cond
@@ -711,7 +803,7 @@ def apply_resume(c, opts, dataset_info):
         c.resume_state = resume_state
         return c, continue_dir
     if opts.resume is not None:
-        check_resume_pkl(opts.resume, c, dataset_info)
+        check_resume_pkl(opts.resume, c, dataset_info, growing=(opts.train_mode == 'freeze64'))
         c.resume_pkl = opts.resume
         c.resume_kimg = opts.resume_kimg
         c.ada_kimg = 100  # Make ADA react faster at the beginning.

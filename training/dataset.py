@@ -18,6 +18,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from training import shards
 from training.image_files import DatasetError, channel_count, decode_image, image_header, is_image_fname  # noqa: F401 (DatasetError: public here too)
 
 # ----------------------------------------------------------------------------
@@ -58,6 +59,8 @@ def resize_lanczos(image, size):
 
 class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
     """Indexing, x-flip mirroring, subsetting and labels on top of raw images loaded by a subclass."""
+
+    streamed = False  # Random access by index (ShardDataset streams instead).
 
     def __init__(self,
         name,                   # Name of the dataset.
@@ -146,6 +149,13 @@ class Dataset(torch.utils.data.Dataset, metaclass=abc.ABCMeta):
         one_hot = np.zeros(self.label_shape, dtype=np.float32)
         one_hot[stored] = 1
         return one_hot
+
+    def random_captions(self, count, seed):
+        """The captions of `count` items drawn uniformly (with replacement) with `seed`."""
+        if not self.has_captions:
+            raise DatasetError(f"dataset '{self.name}' has no captions")
+        picks = np.random.RandomState(seed).randint(len(self), size=count)
+        return [self.get_label(int(idx)) for idx in picks]
 
     def get_details(self, idx):
         """Where item idx comes from: raw_idx (image number), xflip (mirrored?) and raw_label (as stored: an
@@ -430,5 +440,218 @@ def _labels_to_array(labels, fnames, json_name):
     if kinds[0] == 'class index':
         return np.array(labels, dtype=np.int64)
     return np.array(labels, dtype=np.float32).reshape(len(labels), -1)
+
+# ----------------------------------------------------------------------------
+# Streaming: captioned images from tar shards (training/shards.py), for datasets too large for one archive.
+
+
+class ShardDataset:
+    """The finished tar shards under a folder, as a training set: shapes and captions like Dataset, but no random
+    access. stream() gives each process an endless iterable of its samples. Samples are decoded to RGB,
+    centre-cropped and resized to `resolution`; corrupt ones are skipped and counted, never fatal."""
+
+    streamed = True
+
+    def __init__(self,
+        path,                       # Folder whose subfolders hold the .tar shards.
+        resolution,                 # Side of the delivered images.
+        use_labels      = True,     # Deliver the captions; False = zero-length labels (unconditional).
+        xflip           = False,    # Mirror each delivered image with probability 1/2.
+        shuffle_buffer  = 1000,     # Samples each reader mixes before delivering one.
+        random_seed     = 0,        # Seed of the shard assignment and of every shuffle.
+        max_size        = None,     # Accepted for the options of zip datasets; a stream has no fixed size.
+    ):
+        del max_size
+        if not is_power_of_two(int(resolution)):
+            raise DatasetError(f'resolution={resolution} is not a power of two')
+        self._path = path
+        self._shards = shards.open_shard_folder(path)
+        self._resolution = int(resolution)
+        self._use_labels = bool(use_labels)
+        self._xflip = bool(xflip)
+        self._shuffle_buffer = max(int(shuffle_buffer), 1)
+        self._random_seed = int(random_seed)
+        self.name = os.path.basename(os.path.normpath(path))
+
+    @property
+    def shards(self):
+        """Paths of the finished shards, sorted."""
+        return list(self._shards)
+
+    @property
+    def nominal_size(self):
+        """Samples in the shards by img2dataset's stats (a pass may deliver fewer: corrupt ones are skipped)."""
+        counts = [shards.shard_successes(shard) for shard in self._shards]
+        return None if any(count is None for count in counts) else sum(counts)
+
+    def close(self):
+        """Nothing stays open between streams."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def image_shape(self):
+        return [3, self._resolution, self._resolution]
+
+    @property
+    def num_channels(self):
+        return 3
+
+    @property
+    def resolution(self):
+        return self._resolution
+
+    @property
+    def label_shape(self):
+        return [0]  # Captions are str, not vectors (as for a captioned Dataset).
+
+    @property
+    def label_dim(self):
+        return 0
+
+    @property
+    def has_labels(self):
+        return False
+
+    @property
+    def has_captions(self):
+        return self._use_labels
+
+    def _label(self, caption):
+        return caption if self._use_labels else np.zeros([0], dtype=np.float32)
+
+    def stream(self, rank=0, num_ranks=1, seed=None):
+        """An endless IterableDataset of this process's samples (see ShardStream); `seed` (an int or a tuple of
+        ints) picks the shuffles, by default random_seed."""
+        return ShardStream(self, rank=rank, num_ranks=num_ranks, seed=self._random_seed if seed is None else seed)
+
+    def _decoded_samples(self, shard_list, on_corrupt):
+        """(image, caption, key) of the usable samples of the shards, in order; on_corrupt(key, reason) for others."""
+        for shard in shard_list:
+            rel = os.path.relpath(shard, self._path).replace(os.sep, '/')
+            for sample in shards.read_shard(shard, on_error=lambda err, rel=rel: on_corrupt(rel, f'damaged tar ({err})')):
+                key = f'{rel}/{sample.get("__key__")}'
+                try:
+                    image, caption = shards.decode_sample(sample, self._resolution)
+                except shards.CorruptSampleError as err:
+                    on_corrupt(key, str(err))
+                    continue
+                yield image, caption, key
+
+    def peek(self, count):
+        """The first `count` usable samples in shard order, as (images [N, 3, R, R], labels): for image grids."""
+        images, labels = [], []
+        for image, caption, _key in self._decoded_samples(self._shards, on_corrupt=lambda key, reason: None):
+            images.append(image)
+            labels.append(self._label(caption))
+            if len(images) == count:
+                break
+        if not images:
+            raise DatasetError(f"'{self._path}': no sample of the finished shards decodes")
+        found = len(images)
+        for idx in range(count - found):  # Fewer samples than grid tiles: repeat them.
+            images.append(images[idx % found])
+            labels.append(labels[idx % found])
+        return np.stack(images), (labels if self._use_labels else np.stack(labels))
+
+    def random_captions(self, count, seed):
+        """`count` captions: those of whole shards taken in an order drawn with `seed`, until there are enough,
+        then shuffled with the same seed. Reads captions only (no image is decoded)."""
+        rng = np.random.RandomState(seed)
+        captions = []
+        for idx in rng.permutation(len(self._shards)):
+            for sample in shards.read_shard(self._shards[idx], on_error=lambda err: None):
+                try:
+                    captions.append(shards.sample_caption(sample))
+                except shards.CorruptSampleError:
+                    continue
+            if len(captions) >= count:
+                break
+        if not captions:
+            raise DatasetError(f"'{self._path}': the finished shards hold no captions")
+        picks = rng.choice(len(captions), size=count, replace=len(captions) < count)
+        return [captions[int(i)] for i in picks]
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """One process's endless stream of (image, label, info) from a ShardDataset, for a DataLoader.
+
+    Readers are the DataLoader workers of every process (rank * workers + worker). The shards are dealt to
+    the readers once, round-robin after a seeded permutation, so no two readers ever open the same shard
+    (unless there are fewer shards than readers; each reader then takes one shard, and a warning says so).
+    Each reader goes through its shards in passes, in a fresh order each pass, mixing the samples in a
+    shuffle buffer that is emptied at the end of the pass: within a pass every usable sample is delivered
+    once. `info` is {'key': 'shard path/sample key', 'pass': reader's pass, 'skipped': corrupt samples
+    skipped since the previous delivery}; the training loop adds the skipped counts to its statistics.
+    """
+
+    def __init__(self, dataset, rank, num_ranks, seed):
+        super().__init__()
+        assert 0 <= rank < num_ranks
+        self.dataset = dataset
+        self.rank = rank
+        self.num_ranks = num_ranks
+        self.seed = [int(value) for value in np.atleast_1d(seed)]
+
+    def reader_shards(self, reader, num_readers):
+        """The shards dealt to one reader."""
+        all_shards = self.dataset.shards
+        order = np.random.RandomState(self.seed).permutation(len(all_shards))
+        if len(all_shards) < num_readers:
+            return [all_shards[order[reader % len(all_shards)]]]
+        return [all_shards[i] for i in order[reader::num_readers]]
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        reader, num_readers = self.rank * num_workers + worker_id, self.num_ranks * num_workers
+        own = self.reader_shards(reader, num_readers)
+        if reader == 0 and len(self.dataset.shards) < num_readers:
+            print(f'Warning: {len(self.dataset.shards)} finished shards for {num_readers} readers (processes times '
+                  f'data workers): readers share shards, so samples repeat within a pass; use more shards or --workers')
+        skipped = [0]
+        warned = [0]
+
+        def on_corrupt(key, reason):
+            skipped[0] += 1
+            if warned[0] < 3:  # The statistics count them all; a few lines show what is wrong.
+                warned[0] += 1
+                print(f'Skipping corrupt sample {key}: {reason}')
+
+        pass_idx = 0
+        while True:
+            rng = np.random.RandomState(self.seed + [pass_idx, reader])
+            order = [own[i] for i in rng.permutation(len(own))]
+            samples = self.dataset._decoded_samples(order, on_corrupt)
+            delivered = 0
+            for image, caption, key in _shuffled(samples, rng, self.dataset._shuffle_buffer):
+                if self.dataset._xflip and rng.rand() < 0.5:
+                    image = image[:, :, ::-1].copy()
+                info = dict(key=key, skipped=skipped[0], **{'pass': pass_idx})
+                skipped[0] = 0
+                delivered += 1
+                yield image, self.dataset._label(caption), info
+            if delivered == 0:
+                raise DatasetError(f"'{self.dataset._path}': no sample of the shards {', '.join(own)} decodes")
+            pass_idx += 1
+
+
+def _shuffled(items, rng, buffer_size):
+    """The items in an order mixed by a buffer of `buffer_size`: each new item replaces a random one of the
+    buffer, which is delivered; at the end the buffer is delivered in random order."""
+    buffer = []
+    for item in items:
+        if len(buffer) < buffer_size:
+            buffer.append(item)
+            continue
+        idx = rng.randint(buffer_size)
+        buffer[idx], item = item, buffer[idx]
+        yield item
+    for idx in rng.permutation(len(buffer)):
+        yield buffer[idx]
 
 # ----------------------------------------------------------------------------

@@ -155,8 +155,9 @@ def _block_state(prefix, qkv, **layers):
 
 
 def copy_state(module, state, what):
-    """Copies `state` into the buffers of `module`, which must match it name for name and shape for shape."""
-    buffers = dict(module.named_buffers())
+    """Copies `state` into the weights of `module` (buffers, or parameters of a trainable text tower), which must
+    match it name for name and shape for shape."""
+    buffers = dict(list(module.named_parameters()) + list(module.named_buffers()))
     for name, tensor in state.items():
         if name not in buffers or buffers[name].shape != tensor.shape:
             raise EncoderError(f'{what}: the weights do not fit the network ({name})')
@@ -178,16 +179,17 @@ def tokenize(prompts, context_length, vocab_size):
     return tokenizer([str(prompt) for prompt in prompts])
 
 
-@torch.no_grad()
-def encode_prompts(G, prompts, device=None, batch_size=256):
-    """[len(prompts), G.c_dim] float32 text embeddings of a text-conditional generator, on `device`."""
+def encode_prompts(G, prompts, device=None, batch_size=256, differentiable=False):
+    """[len(prompts), G.c_dim] float32 text embeddings of a text-conditional generator, on `device`;
+    `differentiable` keeps the graph (for tuning a trainable text tower)."""
     if getattr(G, 'text_encoder', None) is None:
         raise EncoderError('this network has no text encoder: --prompt works with StyleGAN-T networks trained on captions')
     encoder = G.text_encoder
-    device = device if device is not None else next(iter(encoder.buffers())).device
+    device = device if device is not None else encoder.token_embedding.device
     tokens = tokenize(prompts, encoder.context_length, encoder.vocab_size).to(device)
-    return torch.cat([G.encode_text(part).to(torch.float32) for part in tokens.split(batch_size)]) \
-        if len(prompts) else torch.zeros([0, G.c_dim], device=device)
+    with torch.set_grad_enabled(differentiable):
+        return torch.cat([G.encode_text(part).to(torch.float32) for part in tokens.split(batch_size)]) \
+            if len(prompts) else torch.zeros([0, G.c_dim], device=device)
 
 
 def image_preprocessing(clip_net):

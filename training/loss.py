@@ -314,10 +314,12 @@ class StyleGANTLoss(GeneratorDiscriminatorRunner):
             self.guide = encoders.CLIPGuide(clip_model=clip_model, clip=clip, device=device)
 
     def embed(self, labels):
-        """Text embeddings for a batch of labels: captions are encoded (frozen); tensors pass through."""
+        """Text embeddings for a batch of labels: captions are encoded, through the graph when G's text tower is
+        being tuned (its parameters then require gradients); tensors pass through."""
         if isinstance(labels, (list, tuple)):
             from training import encoders
-            return encoders.encode_prompts(self.G, labels, device=self.device)
+            tuned = any(param.requires_grad for param in self.G.text_encoder.parameters())
+            return encoders.encode_prompts(self.G, labels, device=self.device, differentiable=tuned)
         return labels
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):

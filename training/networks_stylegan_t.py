@@ -86,9 +86,19 @@ def _activation(name):
     return F.gelu
 
 
+def _add_weight(module, name, value, trainable):
+    """A pretrained weight: a parameter when it is to be tuned, else a buffer (frozen, but saved). The state-dict
+    name is the same either way, so weights move freely between the two kinds of network."""
+    if trainable:
+        module.register_parameter(name, torch.nn.Parameter(value))
+    else:
+        module.register_buffer(name, value)
+
+
 @persistence.persistent_class
 class TransformerBlock(torch.nn.Module):
-    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x)); weights are frozen buffers."""
+    """Pre-norm transformer block: x + attention(LN(x)), then x + MLP(LN(x)); weights are frozen buffers unless
+    `trainable`."""
 
     def __init__(self,
         width,                      # Token width.
@@ -96,6 +106,7 @@ class TransformerBlock(torch.nn.Module):
         mlp_width,                  # Hidden width of the MLP.
         activation      = 'gelu',   # MLP activation: 'gelu' or 'quick_gelu'.
         norm_eps        = 1e-5,     # Epsilon of the layer norms.
+        trainable       = False,    # Weights as parameters (an optimizer may tune them) instead of frozen buffers.
     ):
         super().__init__()
         assert width % heads == 0, f'width {width} does not split into {heads} heads'
@@ -104,11 +115,11 @@ class TransformerBlock(torch.nn.Module):
         # Random start values: tests and stand-ins use them; real weights come from a pretrained model.
         for prefix, (fan_out, fan_in) in [('qkv', (3 * width, width)), ('proj', (width, width)),
                                           ('fc1', (mlp_width, width)), ('fc2', (width, mlp_width))]:
-            self.register_buffer(f'{prefix}_weight', torch.randn([fan_out, fan_in]) / np.sqrt(fan_in))
-            self.register_buffer(f'{prefix}_bias', torch.zeros([fan_out]))
+            _add_weight(self, f'{prefix}_weight', torch.randn([fan_out, fan_in]) / np.sqrt(fan_in), trainable)
+            _add_weight(self, f'{prefix}_bias', torch.zeros([fan_out]), trainable)
         for prefix in ('norm1', 'norm2'):
-            self.register_buffer(f'{prefix}_weight', torch.ones([width]))
-            self.register_buffer(f'{prefix}_bias', torch.zeros([width]))
+            _add_weight(self, f'{prefix}_weight', torch.ones([width]), trainable)
+            _add_weight(self, f'{prefix}_bias', torch.zeros([width]), trainable)
 
     def forward(self, x, causal=False):
         """[batch, tokens, width] -> same; `causal` lets each token attend only to itself and earlier ones."""
@@ -141,17 +152,19 @@ class TextTransformer(torch.nn.Module):
         embed_dim,                  # Width of the output embedding.
         activation      = 'gelu',   # MLP activation: 'gelu' or 'quick_gelu' (OpenAI's weights).
         norm_eps        = 1e-5,     # Epsilon of the layer norms.
+        trainable       = False,    # Weights as parameters, tuned in training (--train-mode=text-encoder).
     ):
         super().__init__()
         self.vocab_size, self.context_length, self.embed_dim = vocab_size, context_length, embed_dim
-        self.register_buffer('token_embedding', torch.randn([vocab_size, width]) * 0.02)
-        self.register_buffer('positional_embedding', torch.randn([context_length, width]) * 0.01)
+        self.trainable = trainable
+        _add_weight(self, 'token_embedding', torch.randn([vocab_size, width]) * 0.02, trainable)
+        _add_weight(self, 'positional_embedding', torch.randn([context_length, width]) * 0.01, trainable)
         self.blocks = torch.nn.ModuleList([TransformerBlock(width=width, heads=heads, mlp_width=mlp_width,
-                                                            activation=activation, norm_eps=norm_eps)
+                                                            activation=activation, norm_eps=norm_eps, trainable=trainable)
                                            for _ in range(layers)])
-        self.register_buffer('final_norm_weight', torch.ones([width]))
-        self.register_buffer('final_norm_bias', torch.zeros([width]))
-        self.register_buffer('projection', torch.randn([width, embed_dim]) / np.sqrt(width))
+        _add_weight(self, 'final_norm_weight', torch.ones([width]), trainable)
+        _add_weight(self, 'final_norm_bias', torch.zeros([width]), trainable)
+        _add_weight(self, 'projection', torch.randn([width, embed_dim]) / np.sqrt(width), trainable)
         self.norm_eps = norm_eps
 
     def forward(self, tokens):

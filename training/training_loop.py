@@ -65,6 +65,7 @@ def training_loop(
     resume_state            = None,     # Training-state file of an interrupted run: continue it exactly.
     keep_snapshots          = None,     # Keep only the newest N snapshots; None = keep all.
     pretrained_encoders     = None,     # StyleGAN-T: where the text encoder and D's ViT come from (training/encoders.py).
+    G_train_prefixes        = None,     # Train only G's parameters whose names start so; None = all (--train-mode).
     device                  = None,     # Device of this process; None = cuda:<rank> if available, else CPU.
 ):
     start_time = time.time()
@@ -94,7 +95,7 @@ def training_loop(
         print('Setting up training phases...')
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
     phases, optimizers = setup_phases(G=G, D=D, G_opt_kwargs=G_opt_kwargs, D_opt_kwargs=D_opt_kwargs,
-        G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval, d_steps=d_steps)
+        G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval, d_steps=d_steps, G_train_prefixes=G_train_prefixes)
     state = TrainingState(optimizers=optimizers, latent_rng=torch.Generator().manual_seed(random_seed), loss=loss,
         augment_pipe=augment_pipe, device=device, num_gpus=num_gpus, rank=rank, batch_size=batch_size,
         start_nimg=resume_kimg * 1000)
@@ -204,12 +205,20 @@ def open_training_data(training_set_kwargs, data_loader_kwargs, random_seed, num
     if rank == 0:
         print('Loading training set...')
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
-                                   start_index=start_index)
-    loader = torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_size // num_gpus,
-                                         **data_loader_kwargs)
+    if getattr(training_set, 'streamed', False):
+        # Tar shards have no random access: each process streams its own shards. A continued run reads them
+        # with fresh shuffles (seeded by where it continues), not in the interrupted run's order.
+        stream = training_set.stream(rank=rank, num_ranks=num_gpus, seed=(random_seed, start_index))
+        loader = torch.utils.data.DataLoader(dataset=stream, batch_size=batch_size // num_gpus, **data_loader_kwargs)
+        size = f'{len(training_set.shards)} shards, about {training_set.nominal_size or "?"} images (streamed)'
+    else:
+        sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
+                                       start_index=start_index)
+        loader = torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_size // num_gpus,
+                                             **data_loader_kwargs)
+        size = len(training_set)
     if rank == 0:
-        print(f'\nNum images:  {len(training_set)}\nImage shape: {training_set.image_shape}\n'
+        print(f'\nNum images:  {size}\nImage shape: {training_set.image_shape}\n'
               f'Label shape: {training_set.label_shape}\n')
     return training_set, iter(loader)
 
@@ -277,15 +286,27 @@ def broadcast_from_rank0(modules, num_gpus, rank):
                 torch.distributed.broadcast(tensor, src=0)
 
 
-def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, d_steps=1):
+def trained_parameters(module, prefixes):
+    """The parameters of `module` that train: all, or those whose names start with one of `prefixes`."""
+    if prefixes is None:
+        return list(module.parameters())
+    chosen = [param for name, param in module.named_parameters() if name.startswith(tuple(prefixes))]
+    if not chosen:
+        raise ValueError(f'no parameter of {type(module).__name__} starts with {", ".join(prefixes)}')
+    return chosen
+
+
+def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, d_steps=1, G_train_prefixes=None):
     """(phases, optimizers). A phase runs on iterations that are multiples of its `interval`. Lazy
     regularisation runs every `reg_interval` updates of its network with the gain `reg_interval`; the
     optimizer is adjusted so that the main and regularisation steps together match a non-lazy schedule.
-    With `d_steps` > 1, G's phases run on every d_steps-th iteration only, D's on every one."""
+    With `d_steps` > 1, G's phases run on every d_steps-th iteration only, D's on every one. G's phases
+    train only the parameters that `G_train_prefixes` names (all by default); the others stay as they are."""
     phases = []
     optimizers = dict()
     for name, module, opt_kwargs, reg_interval, every in [('G', G, G_opt_kwargs, G_reg_interval, d_steps),
                                                           ('D', D, D_opt_kwargs, D_reg_interval, 1)]:
+        params = trained_parameters(module, G_train_prefixes if name == 'G' else None)
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
         if 'betas' in opt_kwargs:
             opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses a mix of int and float.
@@ -293,13 +314,13 @@ def setup_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
             mb_ratio = reg_interval / (reg_interval + 1)
             opt_kwargs.lr = opt_kwargs.lr * mb_ratio
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
-        optimizers[name] = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
+        optimizers[name] = dnnlib.util.construct_class_by_name(params=params, **opt_kwargs)
+        common = dict(module=module, params=params, opt=optimizers[name])
         if reg_interval is None:
-            phases.append(dnnlib.EasyDict(name=name + 'both', module=module, opt=optimizers[name], interval=every, gain=1))
+            phases.append(dnnlib.EasyDict(name=name + 'both', interval=every, gain=1, **common))
         else:
-            phases.append(dnnlib.EasyDict(name=name + 'main', module=module, opt=optimizers[name], interval=every, gain=1))
-            phases.append(dnnlib.EasyDict(name=name + 'reg', module=module, opt=optimizers[name],
-                                          interval=reg_interval * every, gain=reg_interval))
+            phases.append(dnnlib.EasyDict(name=name + 'main', interval=every, gain=1, **common))
+            phases.append(dnnlib.EasyDict(name=name + 'reg', interval=reg_interval * every, gain=reg_interval, **common))
     return phases, optimizers
 
 # ----------------------------------------------------------------------------
@@ -311,17 +332,24 @@ def fetch_batch(data_iter, training_set, state, num_phases, z_dim, batch_gpu, de
     (latents, labels) split into rounds. The fakes are drawn for the whole batch from one stream shared by
     all processes, each taking its slice, so the result does not depend on the number of processes."""
     with torch.autograd.profiler.record_function('data_fetch'):
-        real_img, real_c = next(data_iter)
+        real_img, real_labels, *stream_info = next(data_iter)
+        if stream_info:  # Streamed shards say how many corrupt samples they skipped.
+            training_stats.report('Data/skipped_corrupt', stream_info[0]['skipped'].sum().to(torch.float32))
         real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-        real_c = split_labels(real_c, batch_gpu, device)
+        real_c = split_labels(real_labels, batch_gpu, device)
         batch_per_gpu = state.batch_size // state.num_gpus
         own = slice(state.rank * batch_per_gpu, (state.rank + 1) * batch_per_gpu)
         all_z = torch.randn([num_phases, state.batch_size, z_dim], generator=state.latent_rng)
-        all_c_idx = torch.randint(len(training_set), [num_phases, state.batch_size], generator=state.latent_rng)
+        streamed = getattr(training_set, 'streamed', False)
+        if not streamed:
+            all_c_idx = torch.randint(len(training_set), [num_phases, state.batch_size], generator=state.latent_rng)
         fakes = []
-        for phase_z, phase_c_idx in zip(all_z, all_c_idx):
-            labels = [training_set.get_label(int(i)) for i in phase_c_idx[own]]
-            labels = labels if training_set.has_captions else torch.from_numpy(np.stack(labels))
+        for phase_idx, phase_z in enumerate(all_z):
+            if streamed:  # No random access: the fakes get the labels (captions) of this process's reals.
+                labels = real_labels
+            else:
+                labels = [training_set.get_label(int(i)) for i in all_c_idx[phase_idx][own]]
+                labels = labels if training_set.has_captions else torch.from_numpy(np.stack(labels))
             fakes.append((phase_z[own].to(device).split(batch_gpu), split_labels(labels, batch_gpu, device)))
     return (real_img, real_c), fakes
 
@@ -336,7 +364,8 @@ def split_labels(labels, batch_gpu, device):
 def run_phase(phase, loss, reals, gen_z, gen_c, num_rounds, num_gpus, cur_nimg):
     """Accumulates the phase's gradients over the rounds, averages them over processes, and steps its optimizer."""
     phase.opt.zero_grad(set_to_none=True)
-    phase.module.requires_grad_(True)
+    for param in phase.params:
+        param.requires_grad_(True)
     for real_img, real_c, z, c in zip(*reals, gen_z, gen_c):
         # Rounds average rather than add up, so the step does not depend on batch_gpu.
         loss.accumulate_gradients(phase=phase.name, real_img=real_img, real_c=real_c, gen_z=z, gen_c=c,
@@ -581,8 +610,12 @@ def export_sample_grids(run_dir, training_set, G_ema, random_seed, batch_gpu, de
     print('Exporting sample images...')
     # About 4K pixels of images on a GPU; on the CPU, generating that many fakes would dominate short runs.
     max_grid_size = (32, 32) if device.type == 'cuda' else (8, 4)
-    grid_size, images, labels = setup_snapshot_image_grid(training_set=training_set, random_seed=random_seed,
-                                                          max_grid_size=max_grid_size)
+    if getattr(training_set, 'streamed', False):  # The first samples of the shards (no random access).
+        grid_size = grid_shape(training_set, max_grid_size)
+        images, labels = training_set.peek(grid_size[0] * grid_size[1])
+    else:
+        grid_size, images, labels = setup_snapshot_image_grid(training_set=training_set, random_seed=random_seed,
+                                                              max_grid_size=max_grid_size)
     if not os.path.isfile(os.path.join(run_dir, 'reals.png')):
         save_image_grid(images, os.path.join(run_dir, 'reals.png'), drange=[0, 255], grid_size=grid_size)
     grid_rng = torch.Generator().manual_seed(random_seed)
@@ -610,11 +643,17 @@ def write_captions(captions, grid_size, path):
     snapshots.write_atomically(path, lambda f: f.write(text.encode('utf-8')))
 
 
+def grid_shape(training_set, max_grid_size):
+    """(columns, rows) of the sample grids: about 4K pixels of images, within `max_grid_size`."""
+    columns = min(np.clip(7680 // training_set.image_shape[2], 7, 32), max_grid_size[0])
+    rows = min(np.clip(4320 // training_set.image_shape[1], 4, 32), max_grid_size[1])
+    return int(columns), int(rows)
+
+
 def setup_snapshot_image_grid(training_set, random_seed=0, max_grid_size=(32, 32)):
     """Picks the reals shown in reals.png: one class per row when labelled. Returns (grid_size, images, labels)."""
     rnd = np.random.RandomState(random_seed)
-    gw = min(np.clip(7680 // training_set.image_shape[2], 7, 32), max_grid_size[0])
-    gh = min(np.clip(4320 // training_set.image_shape[1], 4, 32), max_grid_size[1])
+    gw, gh = grid_shape(training_set, max_grid_size)
 
     if not training_set.has_labels:
         all_indices = list(range(len(training_set)))

@@ -114,7 +114,8 @@ def test_accumulation_rounds_average_gradients_and_adam_steps_as_with_the_sum():
             for param, value in zip(module.parameters(), start):
                 param.copy_(value)
         opt = torch.optim.Adam(module.parameters(), lr=0.01, betas=(0.0, 0.99), eps=1e-8)
-        phase = dnnlib.EasyDict(name='Dmain', module=module, opt=opt, interval=1, gain=grad_scale)
+        phase = dnnlib.EasyDict(name='Dmain', module=module, params=list(module.parameters()), opt=opt, interval=1,
+                                gain=grad_scale)
         tl.run_phase(phase=phase, loss=MeanLoss(), reals=(batches, [None] * len(batches)), gen_z=[None] * len(batches),
                      gen_c=[None] * len(batches), num_rounds=len(batches), num_gpus=1, cur_nimg=0)
         return [p.grad.clone() for p in module.parameters()], [p.detach().clone() for p in module.parameters()]
