@@ -12,6 +12,9 @@ the images are read from --coco-images, by default the split's folder beside the
 captions with a fixed seed (numpy RandomState(0)), so that reruns write identical datasets; images without a
 caption are left out.
 
+A folder of img2dataset's webdataset shards (NNNNN.tar of KEY.jpg|png|webp with KEY.txt) gives its captioned
+samples as RGB images, from the finished shards only (NNNNN_stats.json beside them), in sorted order.
+
 Examples:
 
 \b
@@ -25,6 +28,10 @@ python dataset_tool.py --source=~/downloads/captioned-photos --dest=~/datasets/c
     --transform=center-crop --resolution=256x256
 python dataset_tool.py --source=~/downloads/coco/annotations/captions_train2017.json \\
     --dest=~/datasets/coco2017-256x256.zip --transform=center-crop --resolution=256x256
+python dataset_tool.py --source=~/downloads/cc3m-shards --dest=~/datasets/cc3m-256x256.zip \\
+    --transform=center-crop --resolution=256x256
+python dataset_tool.py --source=~/downloads/coco/annotations/captions_val2014.json \\
+    --dest=~/datasets/coco_val256.zip --transform=center-crop --resolution=256x256
 """
 
 import collections
@@ -32,6 +39,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import gzip
+import importlib.util
 import io
 import itertools
 import json
@@ -50,8 +58,10 @@ import tqdm
 
 import dnnlib
 import dnnlib.cli
-# Decoding shared with training/dataset.py, from a module that does not import torch (quick start-up).
-from training.image_files import CorruptImageError, UnsupportedImageError, decode_image, is_image_fname
+# Decoding and shard reading shared with training/dataset.py, from modules that do not import torch (quick start-up).
+from training import shards
+from training.image_files import (CorruptImageError, DatasetError, UnsupportedImageError, decode_image,
+                                  is_image_fname)
 
 # ----------------------------------------------------------------------------
 # Sources: each opener is a context manager that yields a Source.
@@ -66,7 +76,7 @@ class SourceImage:
 
 @dataclasses.dataclass
 class Source:
-    num_images: int                     # Images in the source (before --max-images).
+    num_images: int | None              # Images in the source (before --max-images); None: not known ahead.
     images:     Iterator[SourceImage]   # In a fixed order.
     has_labels: bool                    # Whether every image has a label.
     num_uncaptioned: int = 0            # Images left out of a caption source for having no caption.
@@ -387,6 +397,94 @@ def open_coco_captions(json_path, image_dir=None):
         for fname, caption in chosen))
 
 
+def _raise(error):
+    """A SourceImage.read for a sample known to be unusable before decoding: reports it in its turn."""
+    def read():
+        raise error
+    return read
+
+
+def _as_rgb(image):
+    """[H, W, 3] of a decoded web image: grayscale repeated, alpha dropped (as PIL's convert('RGB'), which the
+    training stream of shards uses), so that one dataset gets one channel count."""
+    if image.ndim == 2:
+        image = image[:, :, np.newaxis]
+    if image.shape[2] < 3:
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def _read_shard_image(data, name):
+    try:
+        return _as_rgb(decode_image(data, name))
+    except UnsupportedImageError as err:  # A 16-bit web image is one unusable sample, not a reason to stop.
+        raise CorruptImageError(str(err)) from None
+
+
+def _shard_sample_image(shard, sample):
+    """The SourceImage of one raw shard sample, named by shard path and key."""
+    name = os.path.join(shard, sample['__key__'])
+    try:
+        caption = normalize_caption(shards.sample_caption(sample))
+        data = shards.sample_image_bytes(sample)
+    except shards.CorruptSampleError as err:
+        return SourceImage(name=name, read=_raise(CorruptImageError(f"sample '{name}': {err}")))
+    if not caption:
+        return SourceImage(name=name, read=_raise(CorruptImageError(f"sample '{name}': its .txt caption is empty")))
+    return SourceImage(name=name, read=lambda: _read_shard_image(data, name), label=caption)
+
+
+def _error_reason(err):
+    """A one-line reason from a tar reading error. webdataset appends ' @ <stream>' to the message and the URL
+    to the arguments; the message names the shard already."""
+    if err.args and isinstance(err.args[0], str) and err.args[0]:
+        return err.args[0].split(' @ ')[0].strip().splitlines()[0]
+    return type(err).__name__
+
+
+def _shard_images(shard):
+    """The SourceImages of one shard, then, if the tar is damaged, one more whose read reports that (it counts
+    as a source image for --max-images, like the corrupt ones)."""
+    errors = []
+    count = 0
+    try:
+        for sample in shards.read_shard(shard, on_error=errors.append):
+            count += 1
+            yield _shard_sample_image(shard, sample)
+    except (OSError, tarfile.TarError) as err:  # Escaping here, it would pass for a failure to write --dest.
+        errors.append(err)
+    expected = shards.shard_successes(shard)
+    if errors:
+        problem = f"is damaged after {count} sample(s) ({_error_reason(errors[0])})"
+    elif expected is not None and count < expected:
+        # tarfile takes a header of garbage after the first one for the end of the archive: only the count tells.
+        problem = f"ends after {count} of the {expected} samples its _stats.json counts; the tar is truncated or damaged"
+    else:
+        return
+    yield SourceImage(name=shard, read=_raise(CorruptImageError(f"shard '{shard}' {problem}")))
+
+
+@contextlib.contextmanager
+def open_shards(path):
+    """The captioned samples of the finished webdataset shards under `path` (see the module docstring)."""
+    if importlib.util.find_spec('webdataset') is None:
+        raise click.ClickException(f"'{path}' holds .tar shards; reading them needs the webdataset package: "
+            f"pip install webdataset")
+    try:
+        finished = shards.open_shard_folder(path)
+    except DatasetError as err:
+        raise click.ClickException(str(err)) from None
+    num_unfinished = len(shards.find_shards(path)[1])
+    if num_unfinished:
+        click.echo(f"Leaving out {num_unfinished} unfinished shard(s) of '{path}': no _stats.json beside them, "
+            f"img2dataset may still be writing them", err=True)
+    # img2dataset's counts size the progress bar; reading goes on to the end of every shard all the same.
+    counts = [shards.shard_successes(shard) for shard in finished]
+    num_images = None if None in counts else sum(counts)
+    images = itertools.chain.from_iterable(_shard_images(shard) for shard in finished)
+    yield Source(num_images=num_images, images=images, has_labels=True)
+
+
 def open_source(path, coco_images=None):
     """Picks the reader from what `path` is."""
     if coco_images is not None and not is_coco_captions(path):
@@ -397,6 +495,8 @@ def open_source(path, coco_images=None):
             return open_lmdb(path)
         if os.path.isfile(os.path.join(path, 'train-images-idx3-ubyte.gz')):
             return open_mnist(os.path.join(path, 'train-images-idx3-ubyte.gz'))
+        if shards.holds_shards(path):
+            return open_shards(path)
         return open_image_folder(path)
     if os.path.isfile(path):
         if os.path.basename(path).endswith('-images-idx3-ubyte.gz'):
@@ -624,15 +724,14 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
     apply_transform = make_transform(transform, resolution)
 
     with open_source(source, coco_images) as src:
-        num_wanted = src.num_images if max_images is None else min(src.num_images, max_images)
-        if num_wanted == 0:
+        if src.num_images == 0:
             raise click.ClickException(f"--source '{source}' contains no images")
         try:
             destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
         except OSError as err:
             raise click.ClickException(f"cannot create --dest '{dest}': {err}") from None
         try:
-            stats = _convert_images(src, destination, num_wanted, apply_transform, resolution is not None,
+            stats = _convert_images(src, destination, max_images, apply_transform, resolution is not None,
                 skip_corrupt)
             destination.commit()
         except OSError as err: # Reading errors are CorruptImageErrors by now: this is the destination failing.
@@ -671,17 +770,24 @@ def _map_in_order(fn, items, num_threads):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _convert_images(src, destination, num_wanted, apply_transform, have_resolution, skip_corrupt):
-    # The first num_wanted source images are read; each written one is named by its index among them, so
-    # names skip the images left out, as in the official tool's archives.
+def _progress_total(num_images, max_images):
+    """Images the progress bar expects: None when neither the source nor --max-images tells."""
+    known = [count for count in (num_images, max_images) if count is not None]
+    return min(known) if known else None
+
+
+def _convert_images(src, destination, max_images, apply_transform, have_resolution, skip_corrupt):
+    # The first max_images source images (all by default) are read; each written one is named by its index among
+    # them, so names skip the images left out, as in the official tool's archives.
     labels = []
     first = None # (name, image) of the first image written.
     num_corrupt = 0
     num_too_small = 0
     num_threads = min(8, os.cpu_count() or 1)
     prepared = _map_in_order(lambda source_image: _prepare_image(source_image, apply_transform),
-        itertools.islice(src.images, num_wanted), num_threads)
-    with tqdm.tqdm(total=num_wanted, unit='img', disable=None) as progress, contextlib.closing(prepared):
+        itertools.islice(src.images, max_images), num_threads)
+    total = _progress_total(src.num_images, max_images)
+    with tqdm.tqdm(total=total, unit='img', disable=None) as progress, contextlib.closing(prepared):
         for idx, (source_image, image, png, corrupt_error) in enumerate(prepared):
             progress.update(1)
             if corrupt_error is not None:
@@ -747,7 +853,8 @@ class _ResolutionType(click.ParamType):
 @click.command(help=__doc__)
 @click.option('--source',       help='Image folder or zip (labels from dataset.json, or captions from a .txt file '
                                 'beside each image), MNIST train-images-idx3-ubyte.gz (or its folder), '
-                                'cifar-10-python.tar.gz, LSUN LMDB folder, or COCO annotations/captions_*.json',
+                                'cifar-10-python.tar.gz, LSUN LMDB folder, COCO annotations/captions_*.json, or a '
+                                'folder of webdataset .tar shards with captions (img2dataset)',
                                 metavar='PATH', required=True)
 @click.option('--dest',         help='Output zip archive (*.zip) or folder', metavar='PATH', required=True)
 @click.option('--max-images',   help='Read at most this many source images', type=click.IntRange(min=1), metavar='INT')
@@ -755,7 +862,8 @@ class _ResolutionType(click.ParamType):
                                 'the official tool, stretching other aspects), or the same keeping the aspect',
                                 type=click.Choice(['center-crop', 'center-crop-wide', 'center-crop-wide-keep-aspect']))
 @click.option('--resolution',   help='Output image size (resize with Lanczos)', type=_ResolutionType(), metavar='WxH')
-@click.option('--skip-corrupt', help='Skip unreadable images (each is reported) instead of stopping', is_flag=True)
+@click.option('--skip-corrupt', help='Skip unreadable images, uncaptioned shard samples and the rest of damaged shards '
+                                '(each is reported) instead of stopping', is_flag=True)
 @click.option('--coco-images',  help='Folder of the COCO images of a captions_*.json --source  [default: the '
                                 'split\'s folder beside the annotations folder]', metavar='DIR')
 def main(source, dest, max_images, transform, resolution, skip_corrupt, coco_images):
