@@ -3,6 +3,7 @@
     python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=training-runs/00000-.../network-snapshot-000400.pkl
     python calc_metrics.py --metrics=eqt50k_int,eqr50k --network=https://.../stylegan3-r-ffhq-1024x1024.pkl --data=~/datasets/ffhq.zip
     python calc_metrics.py --metrics=fid50k_full --scale=2 --network=creps-ffhq-256.pkl --data=~/datasets/ffhq-512x512.zip
+    python calc_metrics.py --metrics=fid30k_coco64,cs10k --network=stylegan-t.pkl --data=~/datasets/coco-256x256.zip
 """
 
 import copy
@@ -17,10 +18,12 @@ import torch
 import dnnlib
 import dnnlib.cli
 import legacy
+from metrics import clip_score
 from metrics import metric_main
 from metrics import metric_utils
 from torch_utils import training_stats
 from training import networks_creps
+from training import shards
 from training.image_files import DatasetError
 
 # ----------------------------------------------------------------------------
@@ -51,7 +54,7 @@ def subprocess_fn(rank, args, temp_dir):
         progress = metric_utils.ProgressMonitor(verbose=(args.verbose and rank == 0))
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
                                          rank=rank, device=device, progress=progress, data_loader_kwargs=args.data_loader_kwargs,
-                                         scale=args.scale)
+                                         scale=args.scale, clip_scorer=args.get('clip_scorer'))
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
 
@@ -77,7 +80,8 @@ def parse_comma_list(s):
 def dataset_kwargs_for(network_pkl, network_dict, data):
     """Dataset options: --data if given, else the training run's options, else the pickle's."""
     if data is not None:
-        return dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
+        streamed = shards.holds_shards(os.path.expanduser(data))  # A folder of tar shards (img2dataset's layout).
+        return dnnlib.EasyDict(class_name=f'training.dataset.{"ShardDataset" if streamed else "ImageFolderDataset"}', path=data)
     if os.path.isfile(network_pkl):
         options_file = os.path.join(os.path.dirname(os.path.abspath(network_pkl)), 'training_options.json')
         if os.path.isfile(options_file):
@@ -102,8 +106,9 @@ def dataset_kwargs_for(network_pkl, network_dict, data):
 @click.option('--inception', help='Inception-v3 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--vgg16', help='VGG16 detector to use instead of the published URL (a local copy)', metavar='PATH|URL')
 @click.option('--workers', help='DataLoader worker processes', type=click.IntRange(min=0), default=3, show_default=True)
+@click.option('--clip-scorer', help=f'CLIP model of the CLIP score (cs*): a folder in open_clip\'s local-dir layout (open_clip_config.json and open_clip_pytorch_model.bin or .safetensors, as in the model\'s Hugging Face repo) or MODEL:TAG  [default: ${clip_score.SCORER_ENV}, else {clip_score.DEFAULT_SCORER}]', metavar='PATH|MODEL:TAG')
 @click.option('--scale', help='Render at this multiple of the training resolution, against reals at (or resized to) that size (CREPS only)', type=dnnlib.cli.FiniteFloat(min=0, min_open=True), default=1, show_default=True, metavar='FLOAT')
-def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers, scale):
+def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, inception, vgg16, workers, clip_scorer, scale):
     """Measure the quality of a network pickle, from a training run or published.
 
     \b
@@ -123,8 +128,21 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
       pr50k3       precision and recall against the first 50k dataset images
       is50k        Inception score (CIFAR-10)
 
-    Sized variants such as fid5k_full, kid1k_full, pr5k3_full, is1k, eqt1k_int or eqr200 use
-    the given number of generated images instead of 50k (quick checks; not comparable with papers).
+    \b
+    Metrics of StyleGAN-T (text to image):
+      fid30k_coco64   zero-shot FID at 64x64, 30k images from random COCO val captions
+      fid30k_coco256  the same at 256x256
+      cs10k           CLIP score, 10k images from random training captions
+      cs10k_coco      CLIP score, 10k images from random COCO val captions
+
+    Sized variants such as fid5k_full, kid1k_full, pr5k3_full, is1k, eqt1k_int, eqr200, fid1k_coco64
+    or cs200 use the given number of generated images instead of the published count (quick checks;
+    not comparable with papers).
+
+    The COCO metrics compare with the COCO val 2014 images of coco_val256.zip (made by dataset_tool.py
+    --source=.../captions_val2014.json --dest=coco_val256.zip --resolution=256x256 --transform=center-crop),
+    found at $COCOPATH, else beside the dataset (or inside it, when it is a folder). --clip-scorer picks
+    the CLIP model of cs*; offline, copy the model's Hugging Face repo folder and pass it.
 
     --scale renders a CREPS network at int(resolution * scale) pixels and compares it with a dataset
     prepared at that size (the CREPS protocol), or with the images of a dataset at another size resized
@@ -173,9 +191,10 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
     except ValueError as e:
         raise click.ClickException(f'--scale: {e}')
 
-    # Dataset options. Only FID, KID and precision/recall read the reals: the others run without a dataset
-    # (as with a published pickle whose recorded dataset path exists only on the machine that trained it).
-    needs_reals = any(metric.startswith(('fid', 'kid', 'pr')) for metric in metrics)
+    # Dataset options. Only FID, KID and precision/recall read the reals, and cs* without _coco the captions: the
+    # others run without a dataset (as with a published pickle whose recorded dataset path exists only on the
+    # machine that trained it; the COCO metrics then find the COCO zip through COCOPATH).
+    needs_reals = any(metric_main.reads_dataset(metric) for metric in metrics)
     args.dataset_kwargs = dataset_kwargs_for(network_pkl, network_dict, data)
     if args.dataset_kwargs is None:
         if needs_reals:
@@ -202,6 +221,18 @@ def calc_metrics(ctx, network_pkl, metrics, data, mirror, gpus, verbose, incepti
         if verbose and scale != 1:
             how = 'as they are' if reals.resolution == size else f'resized from {reals.resolution}x{reals.resolution}'
             print(f'Rendering at {size}x{size} ({scale:g} times the training resolution), against reals {how}')
+
+    # What the metrics need besides the detectors (streamable data, the COCO zip, the CLIP scorer), checked now;
+    # the scorer is loaded by the metric itself moments later.
+    try:
+        inputs = metric_main.check_inputs(metrics, args.dataset_kwargs, clip_scorer=clip_scorer, load_scorer=False)
+    except metric_utils.MetricError as e:
+        raise click.ClickException(str(e))
+    args.clip_scorer = inputs.clip_scorer
+    if verbose and inputs.coco_zip is not None:
+        print(f'COCO val images and captions: {inputs.coco_zip}')
+    if verbose and inputs.clip_scorer is not None:
+        print(f'CLIP scorer: {inputs.clip_scorer}')
 
     # Where the results go: metric-*.jsonl in the training run that holds the pickle, none elsewhere.
     args.run_dir = None

@@ -48,7 +48,7 @@ from training import training_loop
 CONTINUABLE_KEYS = ('total_kimg', 'kimg_per_tick', 'image_snapshot_ticks', 'network_snapshot_ticks',
                     'data_loader_kwargs', 'keep_snapshots', 'cudnn_benchmark', 'metrics', 'num_gpus', 'batch_gpu',
                     'run_dir', 'resume_pkl', 'resume_kimg', 'resume_state', 'ema_rampup', 'ada_kimg',
-                    'pretrained_encoders')  # Pretrained encoders are read for new runs only.
+                    'pretrained_encoders', 'metric_kwargs')  # Pretrained encoders are read for new runs only.
 LOSS_KEYS_SET_BY_RESUME = ('blur_init_sigma',)
 
 # ----------------------------------------------------------------------------
@@ -441,6 +441,9 @@ def merge_continued_options(c, run_dir):
               help='StyleGAN-T: open_clip architecture, or an open_clip config file  [default: ViT-L-14, or STYLEGAN_CLIP_MODEL]')
 @click.option('--clip', metavar='TAG|PATH', type=str,
               help='StyleGAN-T: CLIP weights, an open_clip pretrained tag or a checkpoint  [default: openai, or STYLEGAN_CLIP]')
+@click.option('--clip-scorer', metavar='PATH|MODEL:TAG', type=str,
+              help='StyleGAN-T: CLIP model of the CLIP-score metrics (cs*): an open_clip local-dir folder or MODEL:TAG  '
+                   '[default: STYLEGAN_CLIP_SCORER, else ViT-g-14:laion2b_s12b_b42k]')
 @click.option('--dino-model', metavar='NAME|JSON', type=str,
               help='StyleGAN-T: timm ViT of D, or a {"model": ..., "kwargs": ...} file  '
                    '[default: vit_small_patch16_224.dino, or STYLEGAN_DINO_MODEL]')
@@ -490,6 +493,8 @@ def main(**kwargs):
     c, dataset_name, dataset_info = build_config(opts)
     c, continue_dir = apply_resume(c, opts, dataset_info)
     check_metrics(c.metrics, fetch_detectors=not opts.dry_run)  # Those that remain (streamed data drops some).
+    if not opts.dry_run:
+        check_metric_inputs(c, opts)
     desc = f'{opts.cfg:s}-{dataset_name:s}-gpus{c.num_gpus:d}-batch{c.batch_size:d}'
     if not is_stylegan_t(opts.cfg):
         desc += f'-gamma{opts.gamma:g}'
@@ -503,7 +508,7 @@ def main(**kwargs):
 
 
 # Options that only some configurations use: refused, with one line, where they would do nothing.
-STYLEGAN_T_ONLY = ('res_blocks', 'train_mode', 'clip_weight', 'blur_init', 'blur_fade_kimg', 'clip_model', 'clip', 'dino_model', 'dino')
+STYLEGAN_T_ONLY = ('res_blocks', 'train_mode', 'clip_weight', 'clip_scorer', 'blur_init', 'blur_fade_kimg', 'clip_model', 'clip', 'dino_model', 'dino')
 NOT_STYLEGAN_T = ('gamma', 'cond', 'aug', 'p', 'target', 'loss', 'freezed', 'map_depth', 'mbstd_group')
 PRESET_SIZES = {'stylegan-t-lite': dict(cbase=32768, cmax=512, res_blocks=2),
                 'stylegan-t-full': dict(cbase=65536, cmax=2048, res_blocks=3)}
@@ -545,6 +550,18 @@ def check_metrics(metrics, fetch_detectors):
                 metric_utils.get_feature_detector(url)
             except metric_utils.MetricError as e:
                 raise click.ClickException(f'--metrics: {e}')
+
+
+def check_metric_inputs(c, opts):
+    """What the metrics need besides their detectors (the COCO zip, the CLIP scorer, fetched now), so that the
+    first snapshot does not fail on it; the scorer is recorded for the metric runs."""
+    try:
+        found = metric_main.check_inputs(c.metrics, c.training_set_kwargs, clip_scorer=opts.clip_scorer,
+                                         load_scorer=False)
+    except metric_utils.MetricError as err:
+        raise click.ClickException(f'--metrics: {err}') from None
+    if found.clip_scorer is not None:
+        c.metric_kwargs = dnnlib.EasyDict(clip_scorer=found.clip_scorer)
 
 
 def check_processes(gpus):

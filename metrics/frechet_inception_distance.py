@@ -16,14 +16,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):
     return float(np.real(diff + np.trace(sigma1 + sigma2 - covmean * 2)))
 
 
-def compute_fid(opts, max_real, num_gen):
+def compute_fid(opts, max_real, num_gen, captions=None, resolution=None):
+    """FID of `num_gen` generated images against `max_real` dataset images (None: all). `captions` and
+    `resolution` go to the generated images (see metric_utils.compute_feature_stats_for_generator)."""
     detector_kwargs = dict(return_features=True)  # 2048-D pool features.
     mu_real, sigma_real = metric_utils.compute_feature_stats_for_dataset(
         opts=opts, detector_url=metric_utils.INCEPTION_URL, detector_kwargs=detector_kwargs,
         rel_lo=0, rel_hi=0, capture_mean_cov=True, max_items=max_real).get_mean_cov()
     mu_gen, sigma_gen = metric_utils.compute_feature_stats_for_generator(
         opts=opts, detector_url=metric_utils.INCEPTION_URL, detector_kwargs=detector_kwargs,
-        rel_lo=0, rel_hi=1, capture_mean_cov=True, max_items=num_gen).get_mean_cov()
+        rel_lo=0, rel_hi=1, capture_mean_cov=True, max_items=num_gen, captions=captions,
+        resolution=resolution).get_mean_cov()
     if opts.rank != 0:
         return float('nan')
     return frechet_distance(mu_gen, sigma_gen, mu_real, sigma_real)

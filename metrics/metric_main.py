@@ -8,6 +8,7 @@ import time
 import torch
 
 import dnnlib
+from . import clip_score
 from . import equivariance
 from . import frechet_inception_distance
 from . import inception_score
@@ -15,6 +16,7 @@ from . import kernel_inception_distance
 from . import metric_utils
 from . import perceptual_path_length
 from . import precision_recall
+from . import zero_shot
 
 # ----------------------------------------------------------------------------
 
@@ -28,13 +30,16 @@ def register_metric(fn):
 
 
 # A metric's name says what it measures and on how many images: 'fid50k_full', 'kid200_full', 'pr5k3',
-# 'is1k', 'eqt50k_frac', 'eqr200'. Kinds: fid, kid, pr (with the neighbourhood size after the count), is,
-# eqt (_int or _frac) and eqr. '_full' compares with every dataset image (without x-flips); without it,
-# with as many dataset images as are generated.
-_NAME_PATTERN = re.compile(r'(?P<kind>fid|kid|is|eqt|eqr|pr)(?P<digits>\d+)(?P<kilo>k?)(?P<nhood>\d+)?'
-                           r'(?P<suffix>_full|_int|_frac)?')
-_SUFFIXES = {'fid': (None, '_full'), 'kid': (None, '_full'), 'pr': (None, '_full'), 'is': (None,),
-             'eqt': ('_int', '_frac'), 'eqr': (None,)}
+# 'is1k', 'eqt50k_frac', 'eqr200', 'fid30k_coco64', 'cs10k'. Kinds: fid, kid, pr (with the neighbourhood size
+# after the count), is, eqt (_int or _frac), eqr and cs (CLIP score). '_full' compares with every dataset image
+# (without x-flips); without it, with as many dataset images as are generated. The text-to-image metrics of
+# StyleGAN-T: '_coco64' and '_coco256', zero-shot FID against the COCO val images at that size; cs with
+# prompts from the training captions, or with '_coco' from the COCO val captions (metrics/zero_shot.py).
+_NAME_PATTERN = re.compile(r'(?P<kind>fid|kid|is|eqt|eqr|pr|cs)(?P<digits>\d+)(?P<kilo>k?)(?P<nhood>\d+)?'
+                           r'(?P<suffix>_full|_int|_frac|_coco64|_coco256|_coco)?')
+_SUFFIXES = {'fid': (None, '_full', '_coco64', '_coco256'), 'kid': (None, '_full'), 'pr': (None, '_full'),
+             'is': (None,), 'eqt': ('_int', '_frac'), 'eqr': (None,), 'cs': (None, '_coco')}
+_COCO_SUFFIXES = ('_coco64', '_coco256', '_coco')
 
 
 def _parse_metric_name(name):
@@ -49,10 +54,30 @@ def _parse_metric_name(name):
     return spec
 
 
+def _reads_training_images(spec):
+    return spec.kind in ('fid', 'kid', 'pr', 'is') and spec.suffix not in _COCO_SUFFIXES
+
+
+def _streamed(dataset_kwargs):
+    """Whether the dataset class streams (training.dataset.ShardDataset), without opening the dataset."""
+    class_name = (dataset_kwargs or {}).get('class_name')
+    try:
+        return bool(class_name) and bool(getattr(dnnlib.util.get_obj_by_name(class_name), 'streamed', False))
+    except (ImportError, AttributeError):
+        return False  # Constructing it will say what is wrong.
+
+
 def _measure(opts, name, spec):
     """Results of the metric `name` (parsed into `spec`) as {result name: value}."""
     full = (spec.suffix == '_full')
     count = spec.count
+    if _reads_training_images(spec) and _streamed(opts.dataset_kwargs):
+        raise metric_utils.streamed_refusal(f'{name} reads the training images')
+    if spec.kind == 'fid' and spec.suffix in _COCO_SUFFIXES:
+        resolution = int(spec.suffix[len('_coco'):])
+        return {name: zero_shot.compute_fid_coco(opts, num_gen=count, resolution=resolution, name=name)}
+    if spec.kind == 'cs':
+        return {name: zero_shot.compute_cs(opts, num_gen=count, coco=(spec.suffix == '_coco'), name=name)}
     if spec.kind in ('fid', 'kid', 'pr', 'is'):
         # The whole dataset is in reach; the full metrics and IS see it without x-flips.
         opts.dataset_kwargs.update(max_size=None)
@@ -95,9 +120,10 @@ def _ppl2_wend(opts):
     return dict(ppl2_wend=ppl)
 
 
-# The metrics of the StyleGAN3 release, then the earlier ones of StyleGAN2-ADA, in the order they are listed.
+# The metrics of the StyleGAN3 release, then the earlier ones of StyleGAN2-ADA, then StyleGAN-T's, in the order
+# they are listed.
 for _name in ('fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int', 'eqt50k_frac', 'eqr50k',
-              'fid50k', 'kid50k', 'pr50k3', 'is50k'):
+              'fid50k', 'kid50k', 'pr50k3', 'is50k', 'fid30k_coco64', 'fid30k_coco256', 'cs10k', 'cs10k_coco'):
     _metric_dict[_name] = _ppl2_wend if _name == 'ppl2_wend' else _metric_of(_name)
 
 
@@ -114,6 +140,46 @@ def detectors_needed(metric):
 
 def is_valid_metric(metric):
     return get_metric_fn(metric) is not None
+
+
+def reads_dataset(metric):
+    """Whether a metric reads the training data: its images (FID, KID, precision/recall) or its captions
+    (cs without '_coco')."""
+    spec = _parse_metric_name(metric)
+    if spec is None:
+        return False
+    return (spec.kind in ('fid', 'kid', 'pr') and spec.suffix not in _COCO_SUFFIXES) or \
+        (spec.kind == 'cs' and spec.suffix is None)
+
+
+def needs_coco(metric):
+    """Whether a metric reads the COCO val zip (metrics/zero_shot.py)."""
+    spec = _parse_metric_name(metric)
+    return spec is not None and spec.suffix in _COCO_SUFFIXES
+
+
+def needs_clip_scorer(metric):
+    """Whether a metric loads the CLIP scorer (metrics/clip_score.py)."""
+    spec = _parse_metric_name(metric)
+    return spec is not None and spec.kind == 'cs'
+
+
+def check_inputs(metrics, dataset_kwargs, clip_scorer=None, load_scorer=True):
+    """Checks before long work what the metrics need besides their detectors: a training set they can read (not a
+    stream, for those that read its images), the COCO zip, the CLIP scorer (fetched; with `load_scorer` also built
+    once on the CPU). MetricError (one line) for the first problem; else EasyDict(coco_zip, clip_scorer), the
+    COCO zip's path and the scorer value used (None where no metric needs them)."""
+    found = dnnlib.EasyDict(coco_zip=None, clip_scorer=None)
+    for metric in metrics:
+        spec = _parse_metric_name(metric)
+        if spec is not None and _reads_training_images(spec) and _streamed(dataset_kwargs):
+            raise metric_utils.streamed_refusal(f'{metric} reads the training images')
+    coco_metrics = [metric for metric in metrics if needs_coco(metric)]
+    if coco_metrics:
+        found.coco_zip = zero_shot.find_coco_zip(dataset_kwargs, what=', '.join(coco_metrics))
+    if any(needs_clip_scorer(metric) for metric in metrics):
+        found.clip_scorer = clip_score.check_scorer(clip_scorer, load=load_scorer)
+    return found
 
 
 def list_valid_metrics():

@@ -136,7 +136,7 @@ class MetricOptions:
     """What a metric needs: the generator, the dataset, the process layout and progress reporting."""
 
     def __init__(self, G=None, G_kwargs={}, dataset_kwargs={}, num_gpus=1, rank=0, device=None,
-                 progress=None, cache=True, seed=0, batch_size=64, data_loader_kwargs=None, scale=1):
+                 progress=None, cache=True, seed=0, batch_size=64, data_loader_kwargs=None, scale=1, clip_scorer=None):
         assert 0 <= rank < num_gpus
         if scale != 1 and G is not None:
             try:
@@ -155,6 +155,7 @@ class MetricOptions:
         self.batch_size = batch_size
         self.data_loader_kwargs = data_loader_kwargs if data_loader_kwargs is not None else dict(pin_memory=True, num_workers=3, prefetch_factor=2)
         self.scale = scale  # Render G at this multiple of its resolution, against reals resized to match.
+        self.clip_scorer = clip_scorer  # CLIP model of the CLIP score (metrics/clip_score.py); None: the default.
 
 # ----------------------------------------------------------------------------
 # Feature statistics.
@@ -322,10 +323,23 @@ def sample_labels(indices, dataset, c_dim, seed):
     return np.stack([dataset.get_label(p) for p in _label_picks(indices, dataset, seed)]).astype(np.float32)
 
 
+def is_text_conditional(G):
+    """Whether G takes text embeddings as c (StyleGAN-T trained on captions)."""
+    return G.c_dim > 0 and getattr(G, 'text_encoder', None) is not None
+
+
+def streamed_refusal(what):
+    """The one-line error for a metric that needs random access to a streaming training set."""
+    return MetricError(f'{what}, but the training set streams from tar shards (no random access): such metrics run on '
+                       f'zip datasets; with shards use fid30k_coco64, fid30k_coco256, cs10k or cs10k_coco')
+
+
 def generator_labels(indices, dataset, G, seed, device):
     """The c that G gets for items `indices`: labels of random dataset items, or for a text-conditional generator
     (StyleGAN-T) its embeddings of their captions."""
-    if G.c_dim > 0 and getattr(G, 'text_encoder', None) is not None:
+    if G.c_dim > 0 and getattr(dataset, 'streamed', False):
+        raise streamed_refusal('this metric conditions the generator on random training items')
+    if is_text_conditional(G):
         if not dataset.has_captions:
             raise MetricError('a text-conditional generator is measured against a dataset with captions; this one '
                               'has none (pass the captioned dataset with --data)')
@@ -333,6 +347,18 @@ def generator_labels(indices, dataset, G, seed, device):
         captions = [dataset.get_label(p) for p in _label_picks(indices, dataset, seed)]
         return encoders.encode_prompts(G, captions, device=device)
     return torch.from_numpy(sample_labels(indices, dataset, G.c_dim, seed)).to(device)
+
+
+def caption_labels(indices, captions, G, device):
+    """The c that G gets for items `indices` when item i is drawn from the prompt captions[i] (the list wraps
+    around for the indices past its end that rank_items hands out)."""
+    if G.c_dim == 0:
+        return torch.zeros([len(indices), 0], device=device)  # Unconditional: the prompts do not apply.
+    if not is_text_conditional(G):
+        raise MetricError('prompts condition a text-to-image generator (StyleGAN-T trained on captions); this one takes '
+                          'class labels')
+    from training import encoders
+    return encoders.encode_prompts(G, [captions[int(i) % len(captions)] for i in indices], device=device)
 
 
 def rank_items(num_items, num_gpus, rank, batch_size):
@@ -514,16 +540,43 @@ def _read_cache_on_every_rank(opts, cache_file):
         return None
 
 
+def resize_images(images, resolution):
+    """uint8 [N, C, H, W] images resized to resolution x resolution by PIL's Lanczos filter, as the reals
+    (ImageFolderDataset's resize_resolution); unchanged when already that size."""
+    if images.shape[2:] == (resolution, resolution):
+        return images
+    from training.dataset import resize_lanczos
+    resized = [resize_lanczos(image, resolution) for image in images.cpu().numpy()]
+    return torch.from_numpy(np.stack(resized)).to(images.device)
+
+
+def generate_images(opts, G, indices, dataset=None, captions=None, batch_gen=4):
+    """uint8 [len(indices), C, H, W] images of items `indices` (G in eval mode on opts.device): item i's latent
+    comes from its index, its c from `captions[i]` when given, else from a random item of `dataset`."""
+    images = []
+    for start in range(0, len(indices), batch_gen):
+        part = indices[start:start + batch_gen]
+        z = torch.from_numpy(sample_latents(part, G.z_dim, opts.seed)).to(opts.device)
+        c = generator_labels(part, dataset, G, opts.seed, opts.device) if captions is None else \
+            caption_labels(part, captions, G, opts.device)
+        images.append(make_images_uint8(G(z=z, c=c, **opts.G_kwargs)))
+    return torch.cat(images)
+
+
 def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel_lo=0, rel_hi=1,
-                                        batch_size=None, batch_gen=None, **stats_kwargs):
-    """Feature statistics of generated images; sample i uses the same latent whatever the process layout."""
+                                        batch_size=None, batch_gen=None, captions=None, resolution=None,
+                                        **stats_kwargs):
+    """Feature statistics of generated images; sample i uses the same latent whatever the process layout.
+    `captions`: prompts of the items (item i: captions[i]) instead of labels of random dataset items;
+    `resolution`: images resized to this size (Lanczos) when G renders another."""
     batch_size = batch_size or opts.batch_size
     if batch_gen is None:
         batch_gen = min(batch_size, 4)
     assert batch_size % batch_gen == 0
 
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
-    dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs) if G.c_dim > 0 else None
+    needs_dataset = G.c_dim > 0 and captions is None
+    dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs) if needs_dataset else None
 
     stats = FeatureStats(**stats_kwargs)
     assert stats.max_items is not None
@@ -533,13 +586,10 @@ def compute_feature_stats_for_generator(opts, detector_url, detector_kwargs, rel
 
     with networks_creps.rendering_scale(G, opts.scale):
         for batch in rank_items(stats.max_items, opts.num_gpus, opts.rank, batch_size):
-            images = []
-            for i in range(0, len(batch), batch_gen):
-                indices = batch[i:i + batch_gen]
-                z = torch.from_numpy(sample_latents(indices, G.z_dim, opts.seed)).to(opts.device)
-                c = generator_labels(indices, dataset, G, opts.seed, opts.device)
-                images.append(make_images_uint8(G(z=z, c=c, **opts.G_kwargs)))
-            features = detector(torch.cat(images), **detector_kwargs)
+            images = generate_images(opts, G, batch, dataset=dataset, captions=captions, batch_gen=batch_gen)
+            if resolution is not None:
+                images = resize_images(images, resolution)
+            features = detector(images, **detector_kwargs)
             stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
             progress.update(min(stats.num_items, stats.max_items))
     return stats

@@ -11,7 +11,7 @@ from helpers import run_python
 # The files that take longest start first (pytest.ini hands whole files to the worker processes), so that no
 # worker is left running one of them alone at the end.
 SLOWEST_FILES = ['test_train.py', 'test_bad_input.py', 'test_kill_resume.py', 'test_quickstart.py',
-                 'test_calc_metrics.py', 'test_official_commands.py', 'test_gen_images.py', 'test_visualizer.py', 'test_grids.py',
+                 'test_calc_metrics.py', 'test_text_metrics.py', 'test_official_commands.py', 'test_gen_images.py', 'test_visualizer.py', 'test_grids.py',
                  'test_avg_spectra.py', 'test_plot_stats.py']
 
 

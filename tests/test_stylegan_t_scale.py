@@ -2,14 +2,18 @@
 processes, and the train modes (text-encoder, freeze64) with what each leaves untouched."""
 
 import json
+import math
 import os
+import shutil
 
 import pytest
 import torch
 
+import clip_scorer_standin
 import shard_fixtures
 import stylegan_t_standins
 from helpers import run_python
+from metric_standins import write_standin_detectors
 from test_stylegan_t_train import TINY, draw_shapes
 from test_train import load_snapshot, newest_snapshot, only_run_dir, read_stats
 
@@ -26,7 +30,12 @@ def workspace(tmp_path_factory):
     result = run_python(['dataset_tool.py', f'--source={root / "shapes"}', f'--dest={root / "shapes.zip"}'])
     assert result.returncode == 0, result.stderr
     layout = shard_fixtures.build(root / 'shards', num_shards=4, per_shard=6, corrupt=(1, 2))
-    return dict(root=root, data=str(root / 'shapes.zip'), shards=layout, env=stylegan_t_standins.environment(paths))
+    shutil.copy(root / 'shapes.zip', root / 'coco_val256.zip')  # A stand-in COCO zip, found beside the shards.
+    inception, _vgg = write_standin_detectors(root)
+    env = dict(stylegan_t_standins.environment(paths), STYLEGAN_INCEPTION_PKL=str(inception),
+               DNNLIB_CACHE_DIR=str(root / 'cache'))
+    return dict(root=root, data=str(root / 'shapes.zip'), shards=layout, env=env,
+                scorer=clip_scorer_standin.build(root / 'scorer', steps=50))
 
 
 def train(workspace, args, timeout=900):
@@ -44,16 +53,19 @@ def one_line_error(result, message):
 
 def test_streamed_shards_train_over_two_processes(workspace, tmp_path):
     args = ['--outdir', tmp_path / 'out', '--data', workspace['shards']['folder'], '--img-resolution=16', '--kimg=0.016',
-            '--workers=1'] + [arg for arg in TINY if arg not in ('--gpus=1', '--workers=0', '--metrics=none')]
+            '--workers=1', '--metrics=cs8,fid8_coco64', f'--clip-scorer={workspace["scorer"]}', '--snap=2'] + \
+        [arg for arg in TINY if arg not in ('--gpus=1', '--workers=0', '--metrics=none', '--snap=1')]
     result = train(workspace, args + ['--gpus=2'])
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert 'leaving out 1 unfinished shard(s)' in result.stdout
-    assert '--metrics: no fid50k_full on streamed shards' in result.stdout  # The default, dropped with a line.
     run_dir = only_run_dir(tmp_path / 'out')
     assert os.path.basename(run_dir) == '00000-stylegan-t-shards-gpus2-batch4'
     options = json.load(open(os.path.join(run_dir, 'training_options.json')))
     assert options['training_set_kwargs']['class_name'] == 'training.dataset.ShardDataset'
-    assert options['metrics'] == []
+    assert options['metric_kwargs'] == dict(clip_scorer=workspace['scorer'])
+    for metric in ('cs8', 'fid8_coco64'):  # Measured at the snapshots: the zero-shot FID and the CLIP score.
+        records = [json.loads(line) for line in open(os.path.join(run_dir, f'metric-{metric}.jsonl'))]
+        assert len(records) == 3 and all(math.isfinite(r['results'][metric]) for r in records)
     captions = open(os.path.join(run_dir, 'captions.txt')).read().split('\n')
     assert {line for line in captions if line} <= set(workspace['shards']['good'].values())
     stats = read_stats(run_dir)
@@ -63,6 +75,14 @@ def test_streamed_shards_train_over_two_processes(workspace, tmp_path):
     assert round(skipped) >= 1
     G = load_snapshot(newest_snapshot(run_dir))['G_ema']
     assert G.img_resolution == 16 and G.c_dim == stylegan_t_standins.CLIP_CONFIG['embed_dim']
+
+
+def test_default_metric_is_dropped_for_streams(workspace, tmp_path):
+    result = train(workspace, ['--outdir', tmp_path / 'out', '--data', workspace['shards']['folder'], '--gpus=1',
+                               '--batch=4', '--cfg=stylegan-t', '--img-resolution=16', '--dry-run'])
+    assert result.returncode == 0, result.stderr
+    assert '--metrics: no fid50k_full on streamed shards' in result.stdout  # With a line saying so.
+    assert '"metrics": []' in result.stdout
 
 
 @pytest.mark.parametrize('args, message', [

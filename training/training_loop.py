@@ -66,6 +66,7 @@ def training_loop(
     keep_snapshots          = None,     # Keep only the newest N snapshots; None = keep all.
     pretrained_encoders     = None,     # StyleGAN-T: where the text encoder and D's ViT come from (training/encoders.py).
     G_train_prefixes        = None,     # Train only G's parameters whose names start so; None = all (--train-mode).
+    metric_kwargs           = {},       # Further MetricOptions of the metrics (clip_scorer).
     device                  = None,     # Device of this process; None = cuda:<rank> if available, else CPU.
 ):
     start_time = time.time()
@@ -168,7 +169,7 @@ def training_loop(
                                             training_state, keep_snapshots=keep_snapshots)
                 metric_results = evaluate_metrics(metrics=metrics, G=snapshot_data['G_ema'], training_set_kwargs=training_set_kwargs,
                     data_loader_kwargs=data_loader_kwargs, num_gpus=num_gpus, rank=rank, device=device, run_dir=run_dir,
-                    snapshot_pkl=os.path.join(run_dir, snapshots.snapshot_pkl_name(stem)))
+                    snapshot_pkl=os.path.join(run_dir, snapshots.snapshot_pkl_name(stem)), metric_kwargs=metric_kwargs)
                 del snapshot_data
             logs.write_tick(cur_nimg=state.cur_nimg, elapsed=time.time() - start_time, metric_results=metric_results)
             if progress_fn is not None:
@@ -494,14 +495,16 @@ def snapshot_networks(modules, num_gpus):
     return result
 
 
-def evaluate_metrics(metrics, G, training_set_kwargs, data_loader_kwargs, num_gpus, rank, device, run_dir, snapshot_pkl):
+def evaluate_metrics(metrics, G, training_set_kwargs, data_loader_kwargs, num_gpus, rank, device, run_dir, snapshot_pkl,
+                     metric_kwargs={}):
     """Every metric on the snapshot (every process takes part); rank 0 records them. Returns {name: value}."""
     if len(metrics) > 0 and rank == 0:
         print('Evaluating metrics...')
     results = dict()
     for metric in metrics:
         result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=training_set_kwargs, num_gpus=num_gpus,
-                                              rank=rank, device=device, data_loader_kwargs=data_loader_kwargs)
+                                              rank=rank, device=device, data_loader_kwargs=data_loader_kwargs,
+                                              **metric_kwargs)
         if rank == 0:
             metric_main.report_metric(result_dict, run_dir=run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result_dict.results)
