@@ -151,7 +151,8 @@ def test_configs_md_options_are_accepted(home):
 def test_our_readme_usage_commands(home):
     """The Usage commands of this project's README.md, on a fresh working folder: the networks they name are tiny
     stand-ins, the datasets are made by the first command. Sizes changed: the dataset resolutions (32 and 16
-    instead of 512 and 256), the metrics' sample counts and the projection's steps; the training commands are
+    instead of 512 and 256), the metrics' sample counts and the projection's steps, and the frames projected with
+    --target-dataset are those of afhqcat-512x512.zip (the README names a video's); the training commands are
     checked with --dry-run; the visualizer lines are covered by tests/test_visualizer.py."""
     import PIL.Image
     import torch
@@ -207,6 +208,10 @@ def test_our_readme_usage_commands(home):
     run('python projector.py --network=network-snapshot-005000.pkl --target=cat.png --outdir=proj --save-video=1 --num-steps=20')
     for name in ('proj.mp4', 'target.png', 'proj.png', 'projected_w.npz'):
         assert (work / 'proj' / name).is_file(), name
+    run('python projector.py --network=network-snapshot-005000.pkl --target-dataset=~/datasets/afhqcat-512x512.zip '
+        '--outdir=proj --batch=8 --num-steps=4 --warm-steps=2')
+    with np.load(work / 'proj' / 'latents.npz') as latents:
+        assert latents['w'].shape == (12, G3.num_ws, G3.w_dim) and len(latents['fnames']) == 12
 
 
 def test_legacy_help_command(home):

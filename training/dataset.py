@@ -281,6 +281,11 @@ class ImageFolderDataset(Dataset):
             for fname in files:
                 yield os.path.relpath(os.path.join(root, fname), start=path).replace(os.sep, '/')
 
+    @property
+    def image_fnames(self):
+        """The images' names inside the folder or zip, by raw index (the item order without max_size or xflip)."""
+        return list(self._image_fnames)
+
     def _display_name(self, fname):
         return os.path.join(self._path, fname)
 
