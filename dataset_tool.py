@@ -15,6 +15,25 @@ caption are left out.
 A folder of img2dataset's webdataset shards (NNNNN.tar of KEY.jpg|png|webp with KEY.txt) gives its captioned
 samples as RGB images, from the finished shards only (NNNNN_stats.json beside them), in sorted order.
 
+A video with its poses (--pose=FILE.pose, pose-format; MediaPipe Holistic or OpenPose layout), or a folder of
+videos with same-named .pose files (a.mp4 and a.pose; --pose=DIR when the poses lie elsewhere), gives a square
+crop of each frame around the signer, resized with Lanczos to --resolution (any square size; 256x256 by
+default; training wants a power of two). Per frame: frames without a pose (confidences summing to 0) or
+without both shoulders are skipped; the square is centred on the shoulders' midpoint with a side of 3 shoulder
+widths; a square sticking out above the frame is moved down to the top edge; while it leaves the frame
+elsewhere the factor 3 shrinks by 0.95, and below 0.65 the frame is skipped. Beside the images, the dataset
+(zip or folder) holds:
+
+\b
+poses.pose  the kept frames' poses (pose-format), pose frame k <-> image k in file-name order, in pixels of
+            the crops (header dimensions: the crop size; fps: the first clip's)
+poses.json  {"layout": "holistic" | "openpose", "fps": fps of poses.pose, "frames": [source frame index of
+            image k within its clip, ...], "clips": [{"name": video name without extension, "start": first
+            image index, "stop": image index after the last, "fps": the clip's fps}, ...]}
+
+Videos are read in name order; a pose file must have no more frames than its video (extra video frames are
+ignored) and be for the video's frame size. Poses are not estimated here: a video needs its .pose file.
+
 Examples:
 
 \b
@@ -32,6 +51,9 @@ python dataset_tool.py --source=~/downloads/cc3m-shards --dest=~/datasets/cc3m-2
     --transform=center-crop --resolution=256x256
 python dataset_tool.py --source=~/downloads/coco/annotations/captions_val2014.json \\
     --dest=~/datasets/coco_val256.zip --transform=center-crop --resolution=256x256
+python dataset_tool.py --source=~/signs/clip.mp4 --pose=~/signs/clip.pose --dest=~/datasets/signer-256x256.zip
+python dataset_tool.py --source=~/signs/videos --pose=~/signs/poses --dest=~/datasets/signer-512x512.zip \\
+    --resolution=512x512
 """
 
 import collections
@@ -59,6 +81,7 @@ import tqdm
 import dnnlib
 import dnnlib.cli
 # Decoding and shard reading shared with training/dataset.py, from modules that do not import torch (quick start-up).
+from training import pose as pose_lib
 from training import shards
 from training.image_files import (CorruptImageError, DatasetError, UnsupportedImageError, decode_image,
                                   is_image_fname)
@@ -776,6 +799,11 @@ def _progress_total(num_images, max_images):
     return min(known) if known else None
 
 
+def image_fname(idx):
+    """The name of a dataset's image number `idx`: 1000 per numbered subfolder."""
+    return f'{idx // 1000:05d}/img{idx:08d}.png'
+
+
 def _convert_images(src, destination, max_images, apply_transform, have_resolution, skip_corrupt):
     # The first max_images source images (all by default) are read; each written one is named by its index among
     # them, so names skip the images left out, as in the official tool's archives.
@@ -811,7 +839,7 @@ def _convert_images(src, destination, max_images, apply_transform, have_resoluti
                     hint = ''
                 raise click.ClickException(f"image '{source_image.name}' is {_describe(image)} but image "
                     f"'{first[0]}' is {_describe(first[1])}; all images must have the same size and channels{hint}")
-            fname = f'{idx // 1000:05d}/img{idx:08d}.png'
+            fname = image_fname(idx)
             destination.write(fname, png)
             labels.append([fname, source_image.label])
 
@@ -823,6 +851,217 @@ def _convert_images(src, destination, max_images, apply_transform, have_resoluti
     destination.write('dataset.json', json.dumps(metadata).encode('utf-8'))
     return dict(num_images=len(labels), image=_describe(first[1]), num_corrupt=num_corrupt,
         num_too_small=num_too_small, num_uncaptioned=src.num_uncaptioned)
+
+# ----------------------------------------------------------------------------
+# Videos with poses: each frame cropped around the signer's shoulders (training/pose.py), the cropped poses
+# stored beside the images as poses.pose and poses.json (see the module docstring).
+
+VIDEO_EXTENSIONS = ('.mp4', '.mov', '.avi', '.mkv', '.webm', '.m4v')
+POSE_EXTENSION = '.pose'
+DEFAULT_POSE_RESOLUTION = 256  # Side of the crops when --resolution is not given.
+
+
+@dataclasses.dataclass
+class PoseClip:
+    name:      str          # The video's file name without its extension; names the clip in poses.json.
+    video:     str          # Path of the video.
+    pose_path: str          # Path of its .pose file.
+    pose:      Any = None   # The Pose read from pose_path.
+
+
+def is_video_fname(fname):
+    name = os.path.basename(fname)
+    return not name.startswith('.') and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _clip_name(video):
+    return os.path.splitext(os.path.basename(video))[0]
+
+
+def holds_pose_pairs(path):
+    """Whether the folder `path` holds a video with a same-named .pose file beside it (a.mp4 and a.pose)."""
+    if not os.path.isdir(path):
+        return False
+    names = set(os.listdir(path))
+    return any(is_video_fname(name) and _clip_name(name) + POSE_EXTENSION in names for name in names)
+
+
+def is_pose_source(source, pose):
+    """Whether the conversion crops videos by their poses rather than reading images."""
+    return pose is not None or (os.path.isfile(source) and is_video_fname(source)) or holds_pose_pairs(source)
+
+
+def _single_video_clip(video, pose):
+    if pose is None:
+        raise click.ClickException(f"--source '{video}' is a video: --pose=FILE.pose is needed (its poses, "
+            f"pose-format; poses are not estimated here)")
+    pose_path = os.path.join(pose, _clip_name(video) + POSE_EXTENSION) if os.path.isdir(pose) else pose
+    if not os.path.isfile(pose_path):
+        raise click.ClickException(f"pose file '{pose_path}' for video '{video}' does not exist")
+    return [PoseClip(name=_clip_name(video), video=video, pose_path=pose_path)]
+
+
+def _folder_clips(folder, pose_dir):
+    if not os.path.isdir(pose_dir):
+        raise click.ClickException(f"--pose '{pose_dir}' is not a folder; with a folder --source, --pose names the "
+            f"folder of its NAME.pose files")
+    videos = sorted(name for name in os.listdir(folder)
+                    if is_video_fname(name) and os.path.isfile(os.path.join(folder, name)))
+    if not videos:
+        raise click.ClickException(f"--source '{folder}' holds no videos ({', '.join(VIDEO_EXTENSIONS)})")
+    names = [_clip_name(video) for video in videos]
+    twins = sorted(name for name in set(names) if names.count(name) > 1)
+    if twins:
+        raise click.ClickException(f"--source '{folder}' holds several videos named '{twins[0]}'; each clip "
+            f"needs a name of its own")
+    clips = [PoseClip(name=name, video=os.path.join(folder, video), pose_path=os.path.join(pose_dir, name +
+        POSE_EXTENSION)) for name, video in zip(names, videos)]
+    for clip in clips:
+        if not os.path.isfile(clip.pose_path):
+            raise click.ClickException(f"video '{clip.video}' has no pose file '{clip.pose_path}'")
+    return clips
+
+
+def find_pose_clips(source, pose):
+    """The (video, .pose) pairs of --source and --pose, in name order."""
+    if os.path.isfile(source):
+        if not is_video_fname(source):
+            raise click.ClickException(f"--pose applies to a video --source ({', '.join(VIDEO_EXTENSIONS)}) or a "
+                f"folder of videos, not '{source}'")
+        return _single_video_clip(source, pose)
+    if os.path.isdir(source):
+        return _folder_clips(source, source if pose is None else pose)
+    raise click.ClickException(f"--source '{source}' does not exist")
+
+
+def read_clip_poses(clips):
+    """Reads every clip's pose (before any video is decoded); returns their common layout."""
+    layouts = []
+    for clip in clips:
+        try:
+            clip.pose = pose_lib.read_pose(clip.pose_path)
+            layouts.append(pose_lib.pose_layout(clip.pose.header, name=clip.pose_path))
+            pose_lib.check_same_components([clips[0].pose, clip.pose], [clips[0].pose_path, clip.pose_path])
+        except pose_lib.PoseError as err:
+            raise click.ClickException(str(err)) from None
+    return layouts[0]
+
+
+def _video_frames(path):
+    """Yields the frames of a video as uint8 [H, W, 3]."""
+    import imageio  # pylint: disable=import-outside-toplevel # Only video sources pay for its start-up.
+    try:
+        reader = imageio.get_reader(path, format='FFMPEG')
+    except (OSError, RuntimeError, ValueError) as err:
+        raise click.ClickException(f"cannot read video '{path}': {str(err).strip().splitlines()[0]}") from None
+    with contextlib.closing(reader):
+        try:
+            yield from reader
+        except (OSError, RuntimeError) as err:  # A damaged stream after some good frames.
+            raise click.ClickException(f"cannot read video '{path}': {str(err).strip().splitlines()[0]}") from None
+
+
+def _check_pose_frame_size(clip, frame_size):
+    """The pose's coordinates are pixels of the frames it was estimated on: those must be this video's."""
+    dims = clip.pose.header.dimensions
+    if dims.width and dims.height and (dims.width, dims.height) != tuple(frame_size):
+        raise click.ClickException(f"pose file '{clip.pose_path}' is for {dims.width}x{dims.height} frames but "
+            f"video '{clip.video}' is {frame_size[0]}x{frame_size[1]}")
+
+
+def _kept_frames(clip, layout):
+    """(frames, boxes, iterator of (frame image, box) of the kept frames). The iterator reads the video up to
+    the last pose frame and refuses a video with fewer frames than its pose."""
+    frames = _video_frames(clip.video)
+    first = next(frames, None)
+    if first is None:
+        raise click.ClickException(f"video '{clip.video}' has no frames")
+    frame_size = (first.shape[1], first.shape[0])
+    _check_pose_frame_size(clip, frame_size)
+    kept, boxes = pose_lib.select_frames(clip.pose, layout, frame_size)
+    num_pose_frames = clip.pose.body.data.shape[0]
+    box_of = dict(zip(kept.tolist(), boxes))
+
+    def crops():
+        num_read = 0
+        with contextlib.closing(frames):
+            for index, image in enumerate(itertools.islice(itertools.chain([first], frames), num_pose_frames)):
+                num_read = index + 1
+                if index in box_of:
+                    yield image, box_of[index]
+        if num_read < num_pose_frames:
+            raise click.ClickException(f"video '{clip.video}' has {num_read} frames but its pose file "
+                f"'{clip.pose_path}' has {num_pose_frames}; they must come from the same video")
+    return kept, boxes, crops()
+
+
+def _crop_to_png(image, box, resolution):
+    return _encode_png(pose_lib.crop_image(image, box, resolution))
+
+
+def _convert_clips(clips, layout, destination, resolution):
+    """Writes the crops of every clip, then dataset.json, poses.pose and poses.json; returns the stats."""
+    num_threads = min(8, os.cpu_count() or 1)
+    cropped_poses, frames, clip_ranges = [], [], []
+    with tqdm.tqdm(unit='img', disable=None) as progress:
+        for clip in clips:
+            kept, boxes, crops = _kept_frames(clip, layout)
+            pngs = _map_in_order(lambda item: _crop_to_png(*item, resolution), crops, num_threads)
+            start = len(frames)
+            with contextlib.closing(pngs):
+                for offset, png in enumerate(pngs):
+                    destination.write(image_fname(start + offset), png)
+                    progress.update(1)
+            frames += kept.tolist()
+            cropped_poses.append(pose_lib.crop_pose(clip.pose, kept, boxes, resolution))
+            clip_ranges.append(dict(name=clip.name, start=start, stop=len(frames), fps=float(clip.pose.body.fps)))
+    num_pose_frames = sum(clip.pose.body.data.shape[0] for clip in clips)
+    if not frames:
+        raise click.ClickException(f"no frame survived the crop rule: none of the {num_pose_frames} pose frames has "
+            f"both shoulders and room for a square of at least {pose_lib.CROP_MIN_FACTOR} shoulder widths")
+    poses = pose_lib.concatenate_poses(cropped_poses, [clip.pose_path for clip in clips])
+    buffer = io.BytesIO()
+    poses.write(buffer)
+    index = dict(layout=layout, fps=float(poses.body.fps), frames=frames, clips=clip_ranges)
+    destination.write('dataset.json', json.dumps({'labels': None}).encode('utf-8'))
+    destination.write('poses.pose', buffer.getvalue())
+    destination.write('poses.json', json.dumps(index).encode('utf-8'))
+    return dict(num_images=len(frames), image=f'{resolution}x{resolution} RGB', num_pose_frames=num_pose_frames)
+
+
+def _pose_resolution(resolution):
+    if resolution is None:
+        return DEFAULT_POSE_RESOLUTION
+    width, height = resolution
+    if width != height:
+        raise click.ClickException(f'--resolution={width}x{height} is not square; pose crops are square')
+    return width
+
+
+def convert_pose_dataset(source, pose, dest, resolution=None, **unused_options):
+    """Writes the shoulder-centred crops of the videos of `source` with the poses of `pose` to `dest`, and the
+    cropped poses as poses.pose and poses.json (see the module docstring); refuses with click.ClickException."""
+    for option, value in unused_options.items():
+        if value not in (None, False):
+            raise click.ClickException(f"--{option.replace('_', '-')} does not apply to videos with poses")
+    resolution = _pose_resolution(resolution)
+    clips = find_pose_clips(source, pose)
+    layout = read_clip_poses(clips)
+    _check_destination(dest)
+    try:
+        destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
+    except OSError as err:
+        raise click.ClickException(f"cannot create --dest '{dest}': {err}") from None
+    try:
+        stats = _convert_clips(clips, layout, destination, resolution)
+        destination.commit()
+    except OSError as err:  # Video reading errors are ClickExceptions by now: this is the destination failing.
+        destination.abort()
+        raise click.ClickException(f"cannot write --dest '{dest}': {err}") from None
+    except BaseException:
+        destination.abort()
+        raise
+    return stats
 
 # ----------------------------------------------------------------------------
 
@@ -866,10 +1105,21 @@ class _ResolutionType(click.ParamType):
                                 '(each is reported) instead of stopping', is_flag=True)
 @click.option('--coco-images',  help='Folder of the COCO images of a captions_*.json --source  [default: the '
                                 'split\'s folder beside the annotations folder]', metavar='DIR')
-def main(source, dest, max_images, transform, resolution, skip_corrupt, coco_images):
+@click.option('--pose',         help='Poses (pose-format .pose) of a video --source, or the folder of the NAME.pose '
+                                'files of a folder of NAME.mp4 videos  [default: beside the videos]; each frame is '
+                                'cropped around the shoulders (square, --resolution default 256x256) and the '
+                                'cropped poses are stored as poses.pose and poses.json', metavar='PATH')
+def main(source, dest, max_images, transform, resolution, skip_corrupt, coco_images, pose):
     source = os.path.expanduser(source)
     dest = os.path.normpath(os.path.expanduser(dest))
     coco_images = None if coco_images is None else os.path.expanduser(coco_images)
+    pose = None if pose is None else os.path.expanduser(pose)
+    if is_pose_source(source, pose):
+        stats = convert_pose_dataset(source=source, pose=pose, dest=dest, resolution=resolution, transform=transform,
+            max_images=max_images, skip_corrupt=skip_corrupt, coco_images=coco_images)
+        click.echo(f"Wrote {stats['num_images']} {stats['image']} images to '{dest}' (kept {stats['num_images']} of "
+            f"{stats['num_pose_frames']} pose frames; poses in poses.pose and poses.json)")
+        return
     stats = convert_dataset(source=source, dest=dest, max_images=max_images, transform=transform,
         resolution=resolution, skip_corrupt=skip_corrupt, coco_images=coco_images)
     notes = []
