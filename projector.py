@@ -21,6 +21,7 @@ stored w renders its frame as scored. Progress is saved after every batch, and r
 continues an interrupted run.
 """
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -373,9 +374,9 @@ def project_batch(G, vgg16, targets, start, w_std, *, w_plus, seed, force_fp32, 
         target_features = lpips_features(vgg16, images)
     generator = torch.Generator(device=device).manual_seed(seed)
     w_start = start.w.repeat([len(targets), 1, 1])
-    for state in optimise_ws(G, vgg16, target_features, w_start, w_std, num_steps=start.num_steps, w_plus=w_plus,
-                             generator=generator, force_fp32=force_fp32):
-        pass
+    steps = optimise_ws(G, vgg16, target_features, w_start, w_std, num_steps=start.num_steps, w_plus=w_plus,
+                        generator=generator, force_fp32=force_fp32)
+    state = collections.deque(steps, maxlen=1)[0]  # Runs every step; only the last state matters here.
     # The steps report the distance of a noisy w before its update; the file records that of the w it stores.
     with torch.no_grad():
         dists = feature_distances(target_features, lpips_features(vgg16, synthesise(G, state.ws, force_fp32)))
