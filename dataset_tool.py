@@ -32,7 +32,9 @@ poses.json  {"layout": "holistic" | "openpose", "fps": fps of poses.pose, "frame
             image index, "stop": image index after the last, "fps": the clip's fps}, ...]}
 
 Videos are read in name order; a pose file must have no more frames than its video (extra video frames are
-ignored) and be for the video's frame size. Poses are not estimated here: a video needs its .pose file.
+ignored) and be for the video's frame size. Without --pose, a video (or a folder of videos) whose NAME.pose is
+not beside it has its poses estimated with MediaPipe Holistic, which is optional (python3 -m pip install -r
+requirements.txt -r requirements-pose.txt; Python 3.10 to 3.12), and saved there as NAME.pose for the next run.
 
 Examples:
 
@@ -52,6 +54,7 @@ python dataset_tool.py --source=~/downloads/cc3m-shards --dest=~/datasets/cc3m-2
 python dataset_tool.py --source=~/downloads/coco/annotations/captions_val2014.json \\
     --dest=~/datasets/coco_val256.zip --transform=center-crop --resolution=256x256
 python dataset_tool.py --source=~/signs/clip.mp4 --pose=~/signs/clip.pose --dest=~/datasets/signer-256x256.zip
+python dataset_tool.py --source=~/signs/clip.mp4 --dest=~/datasets/signer-256x256.zip
 python dataset_tool.py --source=~/signs/videos --pose=~/signs/poses --dest=~/datasets/signer-512x512.zip \\
     --resolution=512x512
 """
@@ -82,7 +85,7 @@ import dnnlib
 import dnnlib.cli
 # Decoding and shard reading shared with training/dataset.py, from modules that do not import torch (quick start-up).
 from training import pose as pose_lib
-from training import shards
+from training import pose_estimation, shards
 from training.image_files import (CorruptImageError, DatasetError, UnsupportedImageError, decode_image,
                                   is_image_fname)
 
@@ -867,6 +870,7 @@ class PoseClip:
     video:     str          # Path of the video.
     pose_path: str          # Path of its .pose file.
     pose:      Any = None   # The Pose read from pose_path.
+    estimate:  bool = False # pose_path does not exist: the poses are estimated and saved there.
 
 
 def is_video_fname(fname):
@@ -886,15 +890,32 @@ def holds_pose_pairs(path):
     return any(is_video_fname(name) and _clip_name(name) + POSE_EXTENSION in names for name in names)
 
 
+def holds_only_videos(path):
+    """Whether the folder `path` holds videos and no image anywhere below it (their poses are to be estimated)."""
+    if not os.path.isdir(path) or not any(is_video_fname(name) for name in os.listdir(path)):
+        return False
+    return not any(is_image_fname(name) for _root, _dirs, files in os.walk(path) for name in files)
+
+
 def is_pose_source(source, pose):
     """Whether the conversion crops videos by their poses rather than reading images."""
-    return pose is not None or (os.path.isfile(source) and is_video_fname(source)) or holds_pose_pairs(source)
+    return (pose is not None or (os.path.isfile(source) and is_video_fname(source)) or holds_pose_pairs(source)
+        or holds_only_videos(source))
+
+
+def _beside(video):
+    return os.path.join(os.path.dirname(video), _clip_name(video) + POSE_EXTENSION)
 
 
 def _single_video_clip(video, pose):
     if pose is None:
-        raise click.ClickException(f"--source '{video}' is a video: --pose=FILE.pose is needed (its poses, "
-            f"pose-format; poses are not estimated here)")
+        pose_path = _beside(video)
+        return [PoseClip(
+            name=_clip_name(video),
+            video=video,
+            pose_path=pose_path,
+            estimate=not os.path.isfile(pose_path),
+        )]
     pose_path = os.path.join(pose, _clip_name(video) + POSE_EXTENSION) if os.path.isdir(pose) else pose
     if not os.path.isfile(pose_path):
         raise click.ClickException(f"pose file '{pose_path}' for video '{video}' does not exist")
@@ -902,7 +923,8 @@ def _single_video_clip(video, pose):
 
 
 def _folder_clips(folder, pose_dir):
-    if not os.path.isdir(pose_dir):
+    """The clips of the videos of `folder`; pose_dir None: each one's NAME.pose beside it, estimated if missing."""
+    if pose_dir is not None and not os.path.isdir(pose_dir):
         raise click.ClickException(f"--pose '{pose_dir}' is not a folder; with a folder --source, --pose names the "
             f"folder of its NAME.pose files")
     videos = sorted(name for name in os.listdir(folder)
@@ -914,11 +936,13 @@ def _folder_clips(folder, pose_dir):
     if twins:
         raise click.ClickException(f"--source '{folder}' holds several videos named '{twins[0]}'; each clip "
             f"needs a name of its own")
-    clips = [PoseClip(name=name, video=os.path.join(folder, video), pose_path=os.path.join(pose_dir, name +
+    clips = [PoseClip(name=name, video=os.path.join(folder, video), pose_path=os.path.join(pose_dir or folder, name +
         POSE_EXTENSION)) for name, video in zip(names, videos)]
     for clip in clips:
         if not os.path.isfile(clip.pose_path):
-            raise click.ClickException(f"video '{clip.video}' has no pose file '{clip.pose_path}'")
+            if pose_dir is not None:  # Poses named elsewhere are the user's: a missing one is a mistake.
+                raise click.ClickException(f"video '{clip.video}' has no pose file '{clip.pose_path}'")
+            clip.estimate = True
     return clips
 
 
@@ -930,35 +954,89 @@ def find_pose_clips(source, pose):
                 f"folder of videos, not '{source}'")
         return _single_video_clip(source, pose)
     if os.path.isdir(source):
-        return _folder_clips(source, source if pose is None else pose)
+        return _folder_clips(source, pose)
     raise click.ClickException(f"--source '{source}' does not exist")
 
 
 def read_clip_poses(clips):
-    """Reads every clip's pose (before any video is decoded); returns their common layout."""
+    """Reads the pose of every clip not read yet and checks that all have one layout; returns it (None for no
+    clips)."""
     layouts = []
     for clip in clips:
         try:
-            clip.pose = pose_lib.read_pose(clip.pose_path)
+            if clip.pose is None:
+                clip.pose = pose_lib.read_pose(clip.pose_path)
             layouts.append(pose_lib.pose_layout(clip.pose.header, name=clip.pose_path))
             pose_lib.check_same_components([clips[0].pose, clip.pose], [clips[0].pose_path, clip.pose_path])
         except pose_lib.PoseError as err:
             raise click.ClickException(str(err)) from None
-    return layouts[0]
+    return layouts[0] if layouts else None
 
 
 def _video_frames(path):
     """Yields the frames of a video as uint8 [H, W, 3]."""
-    import imageio  # pylint: disable=import-outside-toplevel # Only video sources pay for its start-up.
     try:
-        reader = imageio.get_reader(path, format='FFMPEG')
-    except (OSError, RuntimeError, ValueError) as err:
-        raise click.ClickException(f"cannot read video '{path}': {str(err).strip().splitlines()[0]}") from None
-    with contextlib.closing(reader):
+        with pose_estimation.open_video(path) as video:
+            yield from video.frames
+    except pose_estimation.VideoError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def _check_estimation(clips):
+    """Refuses, before anything is written, when a clip's poses are to be estimated and MediaPipe is missing."""
+    missing = [clip for clip in clips if clip.estimate]
+    if not missing:
+        return
+    try:
+        pose_estimation.check_available()
+    except pose_estimation.EstimationUnavailableError as err:
+        raise click.ClickException(f"video '{missing[0].video}' has no poses ('{missing[0].pose_path}' does not "
+            f"exist and --pose is not given) and they cannot be estimated: {err}") from None
+
+
+def save_pose(pose, path):
+    """Writes `pose` to `path` atomically, unless a file `path` exists by then (it is kept); returns whether it
+    wrote."""
+    dnnlib.util.remove_stale_temporaries(path)  # Left by a run killed while writing it.
+    tmp_path = dnnlib.util.temporary_path(path)
+    try:
+        with open(tmp_path, 'wb') as f:
+            pose.write(f)
         try:
-            yield from reader
-        except (OSError, RuntimeError) as err:  # A damaged stream after some good frames.
-            raise click.ClickException(f"cannot read video '{path}': {str(err).strip().splitlines()[0]}") from None
+            os.link(tmp_path, path)  # Unlike a rename, fails when `path` exists: another run's poses are kept.
+        except FileExistsError:
+            return False
+        except OSError:  # A file system without hard links.
+            if os.path.exists(path):
+                return False
+            os.replace(tmp_path, path)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp_path)
+
+
+def estimate_clip_poses(clips):
+    """Estimates the poses of the clips that have none and saves each beside its video (NAME.pose), for reruns to
+    read; where that folder cannot be written, the poses are used all the same."""
+    for clip in clips:
+        if not clip.estimate:
+            continue
+        try:
+            pose = pose_estimation.estimate_video(clip.video)
+        except pose_estimation.VideoError as err:
+            raise click.ClickException(str(err)) from None
+        try:
+            saved = save_pose(pose, clip.pose_path)
+        except OSError as err:
+            click.echo(f"warn: cannot save the estimated poses of '{clip.video}' to '{clip.pose_path}' "
+                f"({err.strerror or err}); they are used but not kept", err=True)
+            clip.pose = pose
+            continue
+        if saved:
+            click.echo(f"Saved the estimated poses of '{clip.video}' to '{clip.pose_path}'")
+        # Left for read_clip_poses to read back: this run crops with exactly what a rerun will read, and a file
+        # that another run wrote meanwhile (save_pose keeps it) is the one used.
 
 
 def _check_pose_frame_size(clip, frame_size):
@@ -1046,8 +1124,11 @@ def convert_pose_dataset(source, pose, dest, resolution=None, **unused_options):
             raise click.ClickException(f"--{option.replace('_', '-')} does not apply to videos with poses")
     resolution = _pose_resolution(resolution)
     clips = find_pose_clips(source, pose)
-    layout = read_clip_poses(clips)
+    _check_estimation(clips)
+    read_clip_poses([clip for clip in clips if not clip.estimate])  # Bad pose files are refused before estimating.
     _check_destination(dest)
+    estimate_clip_poses(clips)
+    layout = read_clip_poses(clips)
     try:
         destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
     except OSError as err:
@@ -1106,9 +1187,10 @@ class _ResolutionType(click.ParamType):
 @click.option('--coco-images',  help='Folder of the COCO images of a captions_*.json --source  [default: the '
                                 'split\'s folder beside the annotations folder]', metavar='DIR')
 @click.option('--pose',         help='Poses (pose-format .pose) of a video --source, or the folder of the NAME.pose '
-                                'files of a folder of NAME.mp4 videos  [default: beside the videos]; each frame is '
-                                'cropped around the shoulders (square, --resolution default 256x256) and the '
-                                'cropped poses are stored as poses.pose and poses.json', metavar='PATH')
+                                'files of a folder of NAME.mp4 videos  [default: NAME.pose beside each video, '
+                                'estimated with MediaPipe and saved there when missing (requirements-pose.txt)]; '
+                                'each frame is cropped around the shoulders (square, --resolution default 256x256) '
+                                'and the cropped poses are stored as poses.pose and poses.json', metavar='PATH')
 def main(source, dest, max_images, transform, resolution, skip_corrupt, coco_images, pose):
     source = os.path.expanduser(source)
     dest = os.path.normpath(os.path.expanduser(dest))

@@ -94,6 +94,18 @@ def test_folder_of_pairs_and_a_separate_pose_folder(tmp_path):
         assert apart.read('poses.json') == pairs.read('poses.json')
         assert apart.read('poses.pose') == pairs.read('poses.pose')
 
+
+def test_single_video_without_pose_option_reads_the_pose_beside_it(tmp_path):
+    video, pose = fx.write_clip(tmp_path, 'clip', 'openpose')
+    before = os.path.getmtime(pose)
+    for dest, extra in (('given.zip', ['--pose', pose]), ('beside.zip', [])):
+        result = _run_tool('--source', video, *extra, '--dest', tmp_path / dest, '--resolution', '32')
+        assert result.returncode == 0, result.stderr
+        assert 'estimated' not in result.stdout
+    with zipfile.ZipFile(tmp_path / 'given.zip') as given, zipfile.ZipFile(tmp_path / 'beside.zip') as beside:
+        assert given.read('poses.pose') == beside.read('poses.pose')
+    assert os.path.getmtime(pose) == before
+
 # ----------------------------------------------------------------------------
 # Refusals: one line, non-zero exit, nothing written.
 
@@ -121,13 +133,8 @@ def _bad_nothing_survives(folder):
     return ['--source', video, '--pose', pose], 'no frame survived the crop rule'
 
 
-def _bad_no_pose_option(folder):
-    video, _pose = fx.write_clip(folder, 'v', 'openpose')
-    return ['--source', video], '--pose=FILE.pose is needed'
-
-
-@pytest.mark.parametrize('make_case', [_bad_not_a_pose, _bad_short_video, _bad_shoulderless, _bad_nothing_survives,
-                                       _bad_no_pose_option], ids=lambda make_case: make_case.__name__[5:])
+@pytest.mark.parametrize('make_case', [_bad_not_a_pose, _bad_short_video, _bad_shoulderless, _bad_nothing_survives],
+                         ids=lambda make_case: make_case.__name__[5:])
 def test_bad_input_is_refused_in_one_line(tmp_path, make_case):
     args, expected = make_case(tmp_path)
     result = _run_tool(*args, '--dest', tmp_path / 'out.zip', '--resolution', '32')

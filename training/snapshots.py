@@ -111,8 +111,15 @@ class SnapshotError(ValueError):
     """A snapshot or training state that cannot be used to continue a run (one line)."""
 
 
+try:
+    # NumPy >= 2, whose numpy.core warns, and 1.26, whose numpy._core is a stub that only this import fills
+    # (requirements-pose.txt's mediapipe holds NumPy below 2).
+    from numpy._core.multiarray import _reconstruct as _numpy_reconstruct
+except ImportError:  # NumPy 1.24 and 1.25.
+    from numpy.core.multiarray import _reconstruct as _numpy_reconstruct
+
 # What the NumPy random state of a format-1 training state needs (format 2 stores it as a tensor).
-_NUMPY_STATE_GLOBALS = [np.ndarray, np.dtype, (getattr(np, '_core', None) or np.core).multiarray._reconstruct] + \
+_NUMPY_STATE_GLOBALS = [np.ndarray, np.dtype, _numpy_reconstruct] + \
     ([np.dtypes.UInt32DType] if hasattr(np, 'dtypes') else [])
 
 
