@@ -28,6 +28,7 @@ from training import weights_file
 # ----------------------------------------------------------------------------
 
 NETWORK_KEYS = ('G', 'D', 'G_ema')
+POSE_MODEL_KEY = 'P'  # The pose-to-latent network in a pose-model pickle of train_pose.py.
 TRUST_ENV = safe_pickle.TRUST_ENV
 TRUST_HINT = f'if you trust where the file comes from, pass --trust-pickle (or set {TRUST_ENV}=1) to run its code'
 
@@ -94,6 +95,25 @@ def load_network_pkl(f, force_fp16=False, trust_pickle=None):
     return data
 
 
+def load_pose_model_pkl(f, trust_pickle=None):
+    """Reads a pose-model pickle of train_pose.py from the binary file object `f`, safely unless trusted (as
+    load_network_pkl). Returns its dict: 'P' (training.networks_pose.PoseToLatent), 'generator_sha256',
+    'layout', 'fps' and the training options; NetworkPickleError (one line) for anything else."""
+    name = getattr(f, 'name', 'the pose model')
+    if trust_pickle is None:
+        trust_pickle = safe_pickle.trusts_pickles()
+    f, _head = _peek(f, 9)
+    data = _load_trusted(f, name) if trust_pickle else _load_safely(f, name)
+    model = data.get(POSE_MODEL_KEY) if isinstance(data, dict) else None
+    if not isinstance(model, torch.nn.Module) or type(model).__name__ != 'PoseToLatent':
+        raise NetworkPickleError(f'{name} is not a pose model of train_pose.py (a pickle with a PoseToLatent '
+                                 f'network under {POSE_MODEL_KEY!r})')
+    for key, kind in (('generator_sha256', str), ('layout', str), ('fps', float)):
+        if not isinstance(data.get(key), kind):
+            raise NetworkPickleError(f'{name} is a pose model without its {key!r} record; retrain it with train_pose.py')
+    return data
+
+
 def _peek(f, size):
     """(a file object reading from the start, its first `size` bytes)."""
     head = f.read(size)
@@ -137,7 +157,7 @@ def _load_safely(f, name):
         return data  # Refused with the type named by the caller.
 
     unknown_sources = set()
-    for key in NETWORK_KEYS + ('augment_pipe',):
+    for key in NETWORK_KEYS + ('augment_pipe', POSE_MODEL_KEY):
         value = data.get(key)
         if isinstance(value, safe_pickle.RecordedObject):
             unknown_sources |= _sources(value) - set(network_rebuild.known_source_hashes())

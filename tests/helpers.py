@@ -38,12 +38,16 @@ def run_python(args, cwd=None, env=None, timeout=600, input=None, fresh=False):
 # Variables that take effect when the interpreter or torch starts: a runner honours those it was started with,
 # so runs whose values differ get a runner of their own.
 _STARTUP_VARIABLE_PREFIXES = ('PYTHON', 'TORCH', 'PYTORCH', 'CUDA', 'NVIDIA', 'OMP_', 'MKL_', 'KMP_', 'LD_')
+# Set by torch itself when a test process first touches torch._dynamo (e.g. while building a network on the meta
+# device): not a choice of the test, so it must not cost a new runner.
+_IGNORED_STARTUP_VARIABLES = ('TORCHINDUCTOR_CACHE_DIR',)
 _idle_runners = {}  # Start-up variables -> idle runners started with them.
 _runners_lock = threading.Lock()
 
 
 def _startup_variables(env):
-    return tuple(sorted((key, value) for key, value in env.items() if key.startswith(_STARTUP_VARIABLE_PREFIXES)))
+    return tuple(sorted((key, value) for key, value in env.items()
+                        if key.startswith(_STARTUP_VARIABLE_PREFIXES) and key not in _IGNORED_STARTUP_VARIABLES))
 
 
 class _ForkRunner:

@@ -251,8 +251,7 @@ def test_known_sources_list_every_earlier_version_of_the_network_modules():
     if shutil.which('git') is None or not os.path.isdir(os.path.join(REPO_ROOT, '.git')):
         pytest.skip('no git history here')
     known = network_rebuild.known_source_hashes()
-    for path in ['training/networks_stylegan2.py', 'training/networks_stylegan3.py', 'training/networks_creps.py',
-                 'training/networks_stylegan_t.py', 'training/augment.py']:
+    for path in [module.replace('.', '/') + '.py' for module in network_rebuild.FAMILIES]:
         commits = subprocess.run(['git', 'log', '--format=%H', '--', path], cwd=REPO_ROOT, capture_output=True, text=True).stdout.split()
         for commit in commits:
             text = subprocess.run(['git', 'show', f'{commit}:{path}'], cwd=REPO_ROOT, capture_output=True).stdout

@@ -23,7 +23,7 @@ from torch_utils.safe_pickle import RecordedObject
 
 # Modules whose persistent classes a pickle may be rebuilt into.
 FAMILIES = ['training.networks_stylegan2', 'training.networks_stylegan3', 'training.networks_creps',
-            'training.networks_stylegan_t', 'training.augment']
+            'training.networks_stylegan_t', 'training.augment', 'training.networks_pose']
 
 # SHA-256 of module sources this project knows: every version of its own persistent modules (computed from
 # the files as they are now, and listed in known_sources.txt for the versions that came before).
