@@ -12,6 +12,8 @@ The helpers at the top (seed lists, loading a generator, device choice, labels a
 scale, image conversion and atomic PNG writing) are shared with gen_video.py, projector.py and avg_spectra.py.
 """
 
+import hashlib
+import itertools
 import math
 import os
 import re
@@ -107,6 +109,18 @@ def load_generator(network_pkl, device, option='--network', verbose=True):
     if G is None:
         raise click.ClickException(f'{option}: {network_pkl} holds no G_ema generator')
     return G.eval().requires_grad_(False).to(device)
+
+
+def generator_fingerprint(G):
+    """SHA-256 (hex) of a generator's parameters and buffers (names, types, shapes, values): it names the
+    weights, so a pickle and its .safetensors export give the same one. Latents files and pose models record
+    it for the generator they belong to."""
+    digest = hashlib.sha256()
+    for name, tensor in itertools.chain(G.named_parameters(), G.named_buffers()):
+        values = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f'{name}:{values.dtype}:{list(tensor.shape)};'.encode())
+        digest.update(values.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def make_label(G, class_idx, device, verbose=True):

@@ -25,7 +25,6 @@ import collections
 import contextlib
 import copy
 import hashlib
-import itertools
 import os
 import sys
 import zipfile
@@ -249,15 +248,7 @@ SETTING_OPTIONS = dict(w_plus='--w-plus', num_steps='--num-steps', warm_steps='-
                        seed='--seed', class_idx='--class')
 
 
-def generator_fingerprint(G):
-    """SHA-256 (hex) of a generator's parameters and buffers (names, types, shapes, values): it names the
-    weights, so a pickle and its .safetensors export give the same one."""
-    digest = hashlib.sha256()
-    for name, tensor in itertools.chain(G.named_parameters(), G.named_buffers()):
-        values = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f'{name}:{values.dtype}:{list(tensor.shape)};'.encode())
-        digest.update(values.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+generator_fingerprint = gen_images.generator_fingerprint  # The name latents files have always been checked with.
 
 
 def dataset_fingerprint(path, fnames):
