@@ -20,7 +20,7 @@ def _ok(result):
     return result
 
 
-@pytest.mark.parametrize('layout', ['openpose'])
+@pytest.mark.parametrize('layout', ['openpose', 'holistic'])
 def test_pose_pipeline_end_to_end(tmp_path, layout):
     track = pose_fixtures.default_track(num_frames=NUM_FRAMES)
     video, pose_path = pose_fixtures.write_clip(tmp_path, 'signer', layout, track)
