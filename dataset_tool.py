@@ -730,6 +730,25 @@ def _encode_png(image):
     return buffer.getvalue()
 
 
+@contextlib.contextmanager
+def writing_destination(dest):
+    """The zip or folder destination `dest`, committed when the block ends normally and removed otherwise (an
+    OSError there is the destination failing: the sources' reading errors are other exceptions by then)."""
+    try:
+        destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
+    except OSError as err:
+        raise click.ClickException(f"cannot create --dest '{dest}': {err}") from None
+    try:
+        yield destination
+        destination.commit()
+    except OSError as err:
+        destination.abort()
+        raise click.ClickException(f"cannot write --dest '{dest}': {err}") from None
+    except BaseException:
+        destination.abort()
+        raise
+
+
 def convert_dataset(source, dest, max_images=None, transform=None, resolution=None, skip_corrupt=False,
                     coco_images=None):
     """Writes the images of `source` to `dest` (see the module docstring); refuses with click.ClickException."""
@@ -752,20 +771,10 @@ def convert_dataset(source, dest, max_images=None, transform=None, resolution=No
     with open_source(source, coco_images) as src:
         if src.num_images == 0:
             raise click.ClickException(f"--source '{source}' contains no images")
-        try:
-            destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
-        except OSError as err:
-            raise click.ClickException(f"cannot create --dest '{dest}': {err}") from None
-        try:
+        with writing_destination(dest) as destination:
+            # Reading errors are CorruptImageErrors there, so an OSError is the destination's.
             stats = _convert_images(src, destination, max_images, apply_transform, resolution is not None,
                 skip_corrupt)
-            destination.commit()
-        except OSError as err: # Reading errors are CorruptImageErrors by now: this is the destination failing.
-            destination.abort()
-            raise click.ClickException(f"cannot write --dest '{dest}': {err}") from None
-        except BaseException:
-            destination.abort()
-            raise
     return stats
 
 
@@ -1129,19 +1138,8 @@ def convert_pose_dataset(source, pose, dest, resolution=None, **unused_options):
     _check_destination(dest)
     estimate_clip_poses(clips)
     layout = read_clip_poses(clips)
-    try:
-        destination = ZipDestination(dest) if dest.lower().endswith('.zip') else FolderDestination(dest)
-    except OSError as err:
-        raise click.ClickException(f"cannot create --dest '{dest}': {err}") from None
-    try:
+    with writing_destination(dest) as destination:  # Video reading errors are ClickExceptions there.
         stats = _convert_clips(clips, layout, destination, resolution)
-        destination.commit()
-    except OSError as err:  # Video reading errors are ClickExceptions by now: this is the destination failing.
-        destination.abort()
-        raise click.ClickException(f"cannot write --dest '{dest}': {err}") from None
-    except BaseException:
-        destination.abort()
-        raise
     return stats
 
 # ----------------------------------------------------------------------------
