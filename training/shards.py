@@ -10,6 +10,7 @@ import os
 import numpy as np
 import PIL.Image
 
+from training import image_files
 from training.image_files import DatasetError
 
 SAMPLE_IMAGE_EXTENSIONS = ('jpg', 'jpeg', 'png', 'webp')  # Looked for in this order within a sample.
@@ -27,10 +28,12 @@ def _stats_path(shard):
 
 
 def holds_shards(path):
-    """Whether `path` is a folder with at least one .tar file in it or below it."""
+    """Whether `path` is a folder of tar shards: a .tar file in it or below it, and no loose image files (a folder
+    of images with a stray archive among them is a folder of images)."""
     if not os.path.isdir(path):
         return False
-    return any(name.endswith('.tar') for _root, _dirs, files in os.walk(path) for name in files)
+    names = [name for _root, _dirs, files in os.walk(path) for name in files]
+    return any(name.endswith('.tar') for name in names) and not any(image_files.is_image_fname(name) for name in names)
 
 
 def find_shards(path):

@@ -134,3 +134,14 @@ def test_two_processes_split_the_shards(shard_folder):
     assert not {r['key'] for r in all_records} & set(shard_folder['unfinished'])
     assert all(shard_folder['good'][r['key']] == r['caption'] for r in all_records)
     assert sum(r['skipped'] for r in all_records) >= 1  # The corrupt sample, skipped and counted.
+
+
+def test_a_folder_of_images_with_a_stray_archive_is_not_a_shard_folder(tmp_path):
+    (tmp_path / 'shards').mkdir()
+    (tmp_path / 'shards' / '00000.tar').write_bytes(b'')
+    (tmp_path / 'shards' / '00000_stats.json').write_text('{}')
+    assert shards.holds_shards(str(tmp_path / 'shards'))
+    (tmp_path / 'images' / 'sub').mkdir(parents=True)
+    (tmp_path / 'images' / 'backup.tar').write_bytes(b'')
+    (tmp_path / 'images' / 'sub' / 'cat.PNG').write_bytes(b'')
+    assert not shards.holds_shards(str(tmp_path / 'images'))
