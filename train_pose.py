@@ -299,16 +299,15 @@ def render_validation(path, G, model, chunk, dataset, device):
 # ----------------------------------------------------------------------------
 
 
-def run_training(outdir, sequences, datasets, G, settings, extra, saved_state, *, epochs, patience, snap, device):
-    """Trains the pose network, or continues `saved_state` (load_state()); writes the state, pose-model.pkl and
-    validation frames in outdir."""
-    train_chunks, val_chunks = pose_sequences.split_by_sequence(sequences, settings['seq_len'], settings['val_fraction'],
-                                                                settings['seed'])
+def run_training(outdir, split, datasets, G, settings, extra, saved_state, *, epochs, patience, snap, device):
+    """Trains the pose network on `split` (train and val chunks of split_by_sequence()), or continues `saved_state`
+    (load_state()); writes the state, pose-model.pkl and validation frames in outdir."""
+    train_chunks, val_chunks = split
     windows = pose_sequences.training_windows(train_chunks, settings['seq_len'])
     print(f'{sum(len(c.frames) for c in train_chunks)} training frames in {len(windows)} windows; '
           f'{sum(len(c.frames) for c in val_chunks)} validation frames in {len(val_chunks)} pieces')
 
-    model = build_model(settings, sequences[0].features.shape[1], G).to(device)
+    model = build_model(settings, train_chunks[0].features.shape[1], G).to(device)
     state_path = os.path.join(outdir, STATE_NAME)
     if saved_state is not None:
         state = saved_state
@@ -418,7 +417,7 @@ def main(data_paths, latents_paths, network_pkl, outdir, layers, hidden, seq_len
                                                                 for path, d in zip(data_paths, datasets)],
                     latents_sha256=[file_sha256(path) for path in latents_paths])
     try:
-        pose_sequences.split_by_sequence(sequences, seq_len, val_fraction, seed)
+        split = pose_sequences.split_by_sequence(sequences, seq_len, val_fraction, seed)
     except pose_sequences.PoseDataError as err:
         raise click.ClickException(str(err))
     state_path = os.path.join(outdir, STATE_NAME)
@@ -431,7 +430,7 @@ def main(data_paths, latents_paths, network_pkl, outdir, layers, hidden, seq_len
     print(f'Training options: {json.dumps(dict(settings, epochs=epochs, patience=patience, snap=snap), default=str)}')
     extra = dict(generator_sha256=network_sha256, network=str(network_pkl), layout=layout, fps=float(fps),
                  feature_dim=int(sequences[0].features.shape[1]), training_options=dict(settings))
-    state = run_training(outdir, sequences, datasets, G, settings, extra, saved_state, epochs=epochs, patience=patience, snap=snap,
+    state = run_training(outdir, split, datasets, G, settings, extra, saved_state, epochs=epochs, patience=patience, snap=snap,
                          device=device)
     best = state['best']
     print(f'Done: {os.path.join(outdir, MODEL_NAME)} from epoch {best["epoch"]} (val MAE {best["val_mae"]:.5f})',
