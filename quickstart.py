@@ -20,7 +20,7 @@ import scipy.ndimage
 
 import dnnlib.cli
 
-DEFAULT_KIMG = 6  # About 3 minutes of training on 2 CPU cores (docs/performance.md has the shape check's figures).
+DEFAULT_KIMG = 6  # 1 to 3 minutes of training on 2 CPU cores; shapes need about 200 (docs/performance.md).
 
 # ----------------------------------------------------------------------------
 
