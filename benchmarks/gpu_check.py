@@ -9,14 +9,15 @@ Runs, in this order, each part in a subprocess whose output goes into the report
      (values, gradients, second order) in float32, float16 and bfloat16, and kernel/ref timings;
   3. `pytest -m cuda`: the GPU-only tests;
   4. network speed on the GPU: G forward and G+D step of StyleGAN2, StyleGAN3-T and StyleGAN3-R at
-     256x256, batch 32, with the default ops (kernels) against impl='ref', in one process;
-  5. training speed: sec/kimg of train.py for StyleGAN3-T and StyleGAN3-R at 256x256 with the settings the
+     256x256, batch 8, with the default ops (kernels) against impl='ref', in one process;
+  5. where the time goes: torch.profiler's table of the ops of StyleGAN3-T G+D steps at 256x256, batch 8;
+  6. training speed: sec/kimg of train.py for StyleGAN3-T and StyleGAN3-R at 256x256 with the settings the
      official release's docs/configs.md gives for 1 GPU, beside the A100 figures published there; with
      --official DIR (a checkout of the official StyleGAN3 release, which this project does not ship), the
      official train.py on the same data in the same run.
 
 Writes DIR/gpu_check.md (DIR: --out, else $OUT, else the current folder) and prints it. The whole run is
-kept within --budget seconds (default 480): a part that would start with too little time left is skipped
+kept within --budget seconds (default 540): a part that would start with too little time left is skipped
 and the report says so. Exit status 0 when every part that ran passed.
 """
 
@@ -57,26 +58,49 @@ def part_environment():
     return torch.cuda.is_available()
 
 
-def part_networks(device='cuda', resolution=256, batch=8, channel_base=32768, repeats=5):
-    """G forward and G+D step, kernels against impl='ref' (the official release's default sizes). Batch 8, the
-    official per-GPU batch of StyleGAN3-R at 256x256: impl='ref' needs over 140 GiB for a StyleGAN3 step at 32."""
-    import torch
-    import torch_utils.ops
+def generator_makers(resolution, channel_base):
+    """Constructors of the three generators at the official release's sizes for this resolution."""
     from training import networks_stylegan2, networks_stylegan3
-    device = torch.device(device)
-    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     common = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3, num_fp16_res=4, conv_clamp=256)
-    configs = {
+    return {
         'StyleGAN2': lambda: networks_stylegan2.Generator(**common, mapping_kwargs=dict(num_layers=8), channel_base=channel_base),
         'StyleGAN3-T': lambda: networks_stylegan3.Generator(**common, mapping_kwargs=dict(num_layers=2), channel_base=channel_base),
         'StyleGAN3-R': lambda: networks_stylegan3.Generator(**common, mapping_kwargs=dict(num_layers=2), conv_kernel=1,
                                                             channel_base=channel_base * 2, channel_max=1024, use_radial_filters=True),
     }
-    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=resolution, img_channels=3, num_fp16_res=4, conv_clamp=256,
-                                         channel_base=channel_base).to(device)
-    z = torch.randn([batch, 512], device=device)
+
+
+def adversarial_step(G, D, batch, resolution, device):
+    """A function running one G+D forward and backward pass on fixed random inputs."""
+    import torch
+    z = torch.randn([batch, G.z_dim], device=device)
     c = torch.zeros([batch, 0], device=device)
     reals = torch.randn([batch, 3, resolution, resolution], device=device)
+
+    def step():
+        img = G(z, c)
+        loss = torch.nn.functional.softplus(D(img, c)).mean() + torch.nn.functional.softplus(-D(reals, c)).mean()
+        loss.backward()
+    return step
+
+
+def make_discriminator(resolution, channel_base, device):
+    from training import networks_stylegan2
+    return networks_stylegan2.Discriminator(c_dim=0, img_resolution=resolution, img_channels=3, num_fp16_res=4,
+                                            conv_clamp=256, channel_base=channel_base).to(device)
+
+
+def part_networks(device='cuda', resolution=256, batch=8, channel_base=32768, repeats=5):
+    """G forward and G+D step, kernels against impl='ref' (the official release's default sizes). Batch 8, the
+    official per-GPU batch of StyleGAN3-R at 256x256: impl='ref' needs over 140 GiB for a StyleGAN3 step at 32."""
+    import torch
+    import torch_utils.ops
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    configs = generator_makers(resolution, channel_base)
+    D = make_discriminator(resolution, channel_base, device)
+    z = torch.randn([batch, 512], device=device)
+    c = torch.zeros([batch, 0], device=device)
 
     def seconds(fn):
         """Median wall time of fn, or None when it runs out of GPU memory (a row says so; the rest go on)."""
@@ -92,14 +116,8 @@ def part_networks(device='cuda', resolution=256, batch=8, channel_base=32768, re
         except torch.cuda.OutOfMemoryError:
             return None
         finally:
-            for param in D.parameters():
-                param.grad = None
+            D.zero_grad(set_to_none=True)
         return sorted(times)[len(times) // 2]
-
-    def step(G):
-        img = G(z, c)
-        loss = torch.nn.functional.softplus(D(img, c)).mean() + torch.nn.functional.softplus(-D(reals, c)).mean()
-        loss.backward()
 
     print(f'{f"network ({resolution}x{resolution}, batch {batch})":28s} {"work":10s} {"kernels":>10s} {"ref":>10s} {"speed-up":>9s}')
     def time_network(G):
@@ -108,7 +126,8 @@ def part_networks(device='cuda', resolution=256, batch=8, channel_base=32768, re
             torch_utils.ops.force_impl = None if impl == 'default' else impl
             with torch.no_grad():
                 rows.setdefault('forward', {})[impl] = seconds(lambda: G(z, c))
-            rows.setdefault('G+D step', {})[impl] = seconds(lambda: step(G))
+            rows.setdefault('G+D step', {})[impl] = seconds(adversarial_step(G, D, batch, resolution, device))
+            G.zero_grad(set_to_none=True)
         torch_utils.ops.force_impl = None
         return rows
 
@@ -119,6 +138,32 @@ def part_networks(device='cuda', resolution=256, batch=8, channel_base=32768, re
             print(f'{name:28s} {work:10s} {shown[0]} {shown[1]} {ratio}')
         if device.type == 'cuda':
             torch.cuda.empty_cache()
+    return True
+
+
+def part_profile(device='cuda', resolution=256, batch=8, channel_base=32768, steps=3, rows=20):
+    """torch.profiler's table of the ops of StyleGAN3-T G+D steps (default ops), most device time first."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    device = torch.device(device)
+    G = generator_makers(resolution, channel_base)['StyleGAN3-T']().to(device)
+    step = adversarial_step(G, make_discriminator(resolution, channel_base, device), batch, resolution, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    step()  # Builds, self-checks and autotunes outside the profile.
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    if device.type == 'cuda':
+        sort_by = 'self_device_time_total' if hasattr(events[0], 'self_device_time_total') else 'self_cuda_time_total'
+    else:
+        sort_by = 'self_cpu_time_total'
+    print(f'StyleGAN3-T, {resolution}x{resolution}, batch {batch}, {steps} G+D steps, sorted by {sort_by}')
+    print(events.table(sort_by=sort_by, row_limit=rows, max_name_column_width=60))
     return True
 
 
@@ -136,8 +181,8 @@ def write_dataset(path, resolution=256, num_images=256, seed=0):
             zf.writestr(f'{idx:05d}.png', buf.getvalue())
 
 
-def training_seconds_per_kimg(train_py, options, data, outdir, timeout, kimg='2', tick='1'):
-    """sec/kimg of the last tick (the first includes start-up and kernel builds), or an error string."""
+def training_seconds_per_kimg(train_py, options, data, outdir, timeout, kimg='1', tick='0.5'):
+    """sec/kimg of the last tick (the first includes start-up, kernel builds and autotuning), or an error string."""
     command = [sys.executable, train_py, f'--outdir={outdir}', f'--data={data}', *options,
                f'--kimg={kimg}', f'--tick={tick}', '--metrics=none']
     env = dict(os.environ)
@@ -215,13 +260,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default=os.environ.get('OUT') or '.', help='folder of gpu_check.md')
     parser.add_argument('--official', default=None, help='a checkout of the official StyleGAN3 release, timed beside this project')
-    parser.add_argument('--budget', type=float, default=480, help='seconds for the whole check')
-    parser.add_argument('--part', choices=['environment', 'networks', 'training'], help=argparse.SUPPRESS)
+    parser.add_argument('--budget', type=float, default=540, help='seconds for the whole check')
+    parser.add_argument('--part', choices=['environment', 'networks', 'profile', 'training'], help=argparse.SUPPRESS)
     parser.add_argument('--deadline', type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.part is not None:  # One part, in its own process.
-        ok = {'environment': part_environment, 'networks': part_networks,
+        ok = {'environment': part_environment, 'networks': part_networks, 'profile': part_profile,
               'training': lambda: part_training(args.official, args.deadline)}[args.part]()
         sys.exit(0 if ok else 1)
 
@@ -234,6 +279,7 @@ def main():
         ('GPU-only tests (pytest -m cuda)', [sys.executable, '-m', 'pytest', '-q', '-m', 'cuda', '-p', 'no:cacheprovider',
                                              '--continue-on-collection-errors', *cuda_test_files()], 240, 60),
         ('Network speed on the GPU', me + ['--part=networks'], 150, 60),
+        ('Where a StyleGAN3-T step spends its time (torch.profiler)', me + ['--part=profile'], 90, 40),
         ('Training speed', me + ['--part=training', f'--deadline={deadline}'] + (['--official', args.official] if args.official else []),
          None, 90),
     ]

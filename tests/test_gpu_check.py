@@ -18,6 +18,12 @@ def test_network_timing_runs(capsys):
     assert len(lines) == 6 and all(line.rstrip().endswith('x') for line in lines)
 
 
+def test_profile_prints_the_op_table(capsys):
+    assert gpu_check.part_profile(device='cpu', resolution=16, batch=2, channel_base=256, steps=1, rows=50)
+    out = capsys.readouterr().out
+    assert 'sorted by self_cpu_time_total' in out and 'modulated_conv2d' in out
+
+
 @pytest.mark.slow
 def test_training_timing_reads_sec_per_kimg(tmp_path):
     data = str(tmp_path / 'fields-16x16.zip')
