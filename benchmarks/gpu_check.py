@@ -232,14 +232,13 @@ def cuda_test_files():
     optional package of some other test file (pose-format, webdataset, ...) from failing the collection."""
     found = []
     for folder, _, names in os.walk(os.path.join(REPO_ROOT, 'tests')):
-        for name in sorted(names):
+        for name in names:
             if name.startswith('test_') and name.endswith('.py'):
                 path = os.path.join(folder, name)
                 with open(path, encoding='utf-8') as f:
                     if 'mark.cuda' in f.read():
                         found.append(os.path.relpath(path, REPO_ROOT))
     return sorted(found)
-
 
 
 def run_part(title, command, timeout, report):
